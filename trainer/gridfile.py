@@ -1,0 +1,175 @@
+"""The grid file (contract 4): a pickle-free .npz holding the sparse voxels of a trained field.
+
+numpy only, so that anything with numpy can read it. Samples lie at cell centres:
+p(i, j, k) = aabb_min + (ijk + 0.5) * (aabb_max - aabb_min) / resolution.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer import GRID_VERSION
+
+FORMAT_NAME = "blender_plenox.grid"
+KEYS = ("format", "version", "resolution", "aabb", "coords", "density", "sh", "sh_degree", "metadata")
+
+
+class GridFileError(ValueError):
+    """str(e) is one line: 'PATH: problem'."""
+
+
+@dataclass
+class GridData:
+    resolution: np.ndarray          # int64 [3]: nx, ny, nz along world x, y, z
+    aabb: np.ndarray                # float64 [2, 3]: world box the grid spans
+    coords: np.ndarray              # int32 [N, 3]: (i, j, k) of each active voxel
+    density: np.ndarray             # float32 [N]: extinction per world unit, >= 0
+    sh: np.ndarray                  # float32 [N, 3, K]: SH coefficients per colour channel
+    sh_degree: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def voxel_size(self) -> np.ndarray:
+        return (self.aabb[1] - self.aabb[0]) / self.resolution
+
+    def centres(self) -> np.ndarray:
+        """World positions [N, 3] of the active voxels' sample points (cell centres)."""
+        return self.aabb[0] + (self.coords.astype(np.float64) + 0.5) * self.voxel_size
+
+    def dc_colour(self) -> np.ndarray:
+        """View-independent colour [N, 3] = ReLU(Y_0 * sh[:, :, 0] + 0.5)."""
+        return np.maximum(0.28209479177387814 * self.sh[:, :, 0] + 0.5, 0.0)
+
+
+def _problem(grid: GridData) -> str | None:
+    """The first thing that makes `grid` break contract 4, or None."""
+    res, aabb, coords, density, sh = grid.resolution, grid.aabb, grid.coords, grid.density, grid.sh
+    if res.shape != (3,) or not np.issubdtype(res.dtype, np.integer) or (res < 1).any():
+        return f"resolution must be 3 positive integers, got {res.tolist()!r}"
+    if aabb.shape != (2, 3) or not np.isfinite(aabb).all() or (aabb[1] <= aabb[0]).any():
+        return f"aabb must be [[xmin,ymin,zmin],[xmax,ymax,zmax]] with max > min, got {aabb.tolist()!r}"
+    if not isinstance(grid.sh_degree, (int, np.integer)) or not 0 <= grid.sh_degree <= 3:
+        return f"sh_degree must be 0-3, got {grid.sh_degree!r}"
+    n = coords.shape[0] if coords.ndim == 2 else -1
+    if coords.shape != (n, 3) or not np.issubdtype(coords.dtype, np.integer):
+        return f"coords must be integer [N, 3], got {coords.dtype} {list(coords.shape)}"
+    if n and ((coords < 0).any() or (coords >= res).any()):
+        return f"coords outside the {res.tolist()} grid"
+    if n > 1:
+        linear = (coords[:, 0].astype(np.int64) * res[1] + coords[:, 1]) * res[2] + coords[:, 2]
+        if np.unique(linear).size != n:
+            return "coords lists a voxel more than once"
+    if density.shape != (n,) or density.dtype.kind != "f":
+        return f"density must be float [N={n}], got {density.dtype} {list(density.shape)}"
+    if not np.isfinite(density).all() or (density < 0).any():
+        return "density has negative or non-finite values"
+    k = (int(grid.sh_degree) + 1) ** 2
+    if sh.shape != (n, 3, k) or sh.dtype.kind != "f":
+        return f"sh must be float [N={n}, 3, {k}] for degree {grid.sh_degree}, got {sh.dtype} {list(sh.shape)}"
+    if not np.isfinite(sh).all():
+        return "sh has non-finite values"
+    if not isinstance(grid.metadata, dict):
+        return "metadata must be a JSON object"
+    return None
+
+
+def save_grid(path: Path, grid: GridData) -> None:
+    """Validates, then writes atomically (temp file in the same directory + os.replace)."""
+    path = Path(path)
+    problem = _problem(grid)
+    if problem:
+        raise GridFileError(f"{path}: refusing to write an invalid grid: {problem}")
+    arrays = {
+        "format": np.array(FORMAT_NAME),
+        "version": np.array(GRID_VERSION, dtype=np.int64),
+        "resolution": np.asarray(grid.resolution, dtype=np.int64),
+        "aabb": np.asarray(grid.aabb, dtype=np.float64),
+        "coords": np.ascontiguousarray(grid.coords, dtype=np.int32),
+        "density": np.ascontiguousarray(grid.density, dtype=np.float32),
+        "sh": np.ascontiguousarray(grid.sh, dtype=np.float32),
+        "sh_degree": np.array(int(grid.sh_degree), dtype=np.int64),
+        "metadata": np.array(json.dumps(grid.metadata, default=str, allow_nan=False)),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_grid(path: Path) -> GridData:
+    """Reads and validates a grid file; GridFileError (one line naming the file) when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise GridFileError(f"{path}: no such grid file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in KEYS if k not in npz.files]
+            if missing:
+                raise GridFileError(f"{path}: not a blender_plenox grid file (missing {', '.join(missing)})")
+            arrays = {k: npz[k] for k in KEYS}
+    except GridFileError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, io.UnsupportedOperation) as e:
+        raise GridFileError(f"{path}: unreadable grid file ({type(e).__name__}: {e})".splitlines()[0]) from e
+    fmt = arrays["format"]
+    if fmt.shape != () or fmt.dtype.kind != "U" or str(fmt) != FORMAT_NAME:
+        raise GridFileError(f"{path}: format is {fmt.tolist()!r}, expected {FORMAT_NAME!r}")
+    version = arrays["version"]
+    if version.shape != () or version.dtype.kind not in "iu":
+        raise GridFileError(f"{path}: version must be an integer scalar")
+    if int(version) > GRID_VERSION:
+        raise GridFileError(f"{path}: grid format version {int(version)} is newer than this reader ({GRID_VERSION})")
+    degree = arrays["sh_degree"]
+    if degree.shape != () or degree.dtype.kind not in "iu":
+        raise GridFileError(f"{path}: sh_degree must be an integer scalar")
+    try:
+        metadata = json.loads(str(arrays["metadata"]))
+    except json.JSONDecodeError as e:
+        raise GridFileError(f"{path}: metadata is not JSON ({e})") from e
+    grid = GridData(resolution=arrays["resolution"], aabb=arrays["aabb"], coords=arrays["coords"],
+                    density=arrays["density"], sh=arrays["sh"], sh_degree=int(degree), metadata=metadata)
+    problem = _problem(grid)
+    if problem:
+        raise GridFileError(f"{path}: {problem}")
+    grid.resolution = grid.resolution.astype(np.int64)
+    grid.aabb = grid.aabb.astype(np.float64)
+    grid.coords = grid.coords.astype(np.int32)
+    grid.density = grid.density.astype(np.float32)
+    grid.sh = grid.sh.astype(np.float32)
+    return grid
+
+
+def grid_summary(grid: GridData) -> dict[str, Any]:
+    """Figures for `python -m trainer info`."""
+    total = int(np.prod(grid.resolution))
+    n = int(grid.coords.shape[0])
+    summary: dict[str, Any] = {
+        "resolution": grid.resolution.tolist(),
+        "aabb": grid.aabb.tolist(),
+        "voxel_size": grid.voxel_size.tolist(),
+        "voxels": n,
+        "occupancy": n / total,
+        "sh_degree": int(grid.sh_degree),
+        "density_max": float(grid.density.max()) if n else 0.0,
+        "density_mean": float(grid.density.mean()) if n else 0.0,
+    }
+    for key in ("step", "psnr", "created", "trainer_version"):
+        if key in grid.metadata:
+            summary[key] = grid.metadata[key]
+    return summary

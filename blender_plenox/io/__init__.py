@@ -1,0 +1,1 @@
+"""bpy-free helpers of the add-on, importable (and tested) outside Blender."""

@@ -1,0 +1,108 @@
+"""Turns a sparse grid (contract 4) into the dense blocks and transform that OpenVDB wants.
+
+OpenVDB puts a voxel's value at the index point (i, j, k) itself, and contract 4 puts a voxel's
+sample at its cell centre, so the index→world map is a scale by the voxel size plus a translation
+to the centre of voxel (0, 0, 0): world = aabb_min + (ijk + 0.5) · voxel_size.
+Only the box around the active voxels is made dense (plus a one-voxel rim, so the trilinear
+fall-off to zero at the edge is inside the block), which keeps 256³ grids cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .grid_reader import PlenoxGrid
+
+ColorSpace = Literal["TRAINER", "LINEAR"]
+
+# The colour the trainer gives a voxel whose SH coefficients are all zero (an inactive voxel):
+# ReLU(0 + 0.5). Using it as the colour grid's background keeps the trilinear colour near the
+# edge of the active region equal to the trainer's (which interpolates SH, then applies the ReLU).
+INACTIVE_COLOR = 0.5
+
+
+@dataclass(frozen=True)
+class VdbArrays:
+    density: np.ndarray  # float32 (dx, dy, dz), extinction per world unit
+    color: np.ndarray  # float32 (dx, dy, dz, 3); inactive voxels hold `color_background`
+    offset: np.ndarray  # int64 (3,), index of density[0, 0, 0] in the full grid
+    voxel_size: np.ndarray  # float64 (3,), world units
+    origin: np.ndarray  # float64 (3,), world position of index (0, 0, 0)'s sample
+    color_background: float
+    active_voxels: int
+
+    def index_to_world_rows(self) -> list[list[float]]:
+        """4×4 affine matrix in OpenVDB's row-vector layout (translation in the last row)."""
+        m = np.diag(np.append(self.voxel_size, 1.0))
+        m[3, :3] = self.origin
+        return m.tolist()
+
+    def index_to_world(self, ijk: np.ndarray) -> np.ndarray:
+        return self.origin + np.asarray(ijk, dtype=np.float64) * self.voxel_size
+
+    def world_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """World box covering every active sample, padded by the voxel's trilinear support."""
+        active = np.argwhere(self.density > 0)
+        if active.size == 0:
+            return self.origin.copy(), self.origin.copy()
+        lo = self.index_to_world(active.min(0) + self.offset - 1)
+        hi = self.index_to_world(active.max(0) + self.offset + 1)
+        return lo, hi
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function's inverse (IEC 61966-2-1), for showing display-referred colours."""
+    c = np.clip(c, 0.0, None)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def build_vdb_arrays(
+    grid: PlenoxGrid, min_density: float = 0.0, color_space: ColorSpace = "TRAINER"
+) -> VdbArrays:
+    """Dense density and colour blocks over the active voxels' box, with the cell-centre transform.
+
+    Voxels with density ≤ min_density are dropped (density 0, colour background), so they become
+    inactive in the VDB. color_space "LINEAR" converts the trainer's display-referred (sRGB-encoded)
+    colours to scene-linear, for scenes viewed with a standard view transform.
+    """
+    keep = grid.density > min_density
+    coords = grid.coords[keep].astype(np.int64)
+    density = grid.density[keep]
+    color = grid.dc_color()[keep]
+    background = INACTIVE_COLOR
+    if color_space == "LINEAR":
+        color = srgb_to_linear(color)
+        background = float(srgb_to_linear(np.array([INACTIVE_COLOR]))[0])
+
+    voxel_size = grid.voxel_size
+    origin = grid.aabb[0] + 0.5 * voxel_size
+    if coords.shape[0] == 0:
+        return VdbArrays(
+            density=np.zeros((1, 1, 1), np.float32),
+            color=np.full((1, 1, 1, 3), background, np.float32),
+            offset=np.zeros(3, np.int64),
+            voxel_size=voxel_size,
+            origin=origin,
+            color_background=background,
+            active_voxels=0,
+        )
+    lo = coords.min(0) - 1
+    hi = coords.max(0) + 2
+    shape = tuple(int(s) for s in hi - lo)
+    local = coords - lo
+    dense_density = np.zeros(shape, np.float32)
+    dense_density[local[:, 0], local[:, 1], local[:, 2]] = density
+    dense_color = np.full(shape + (3,), background, np.float32)
+    dense_color[local[:, 0], local[:, 1], local[:, 2]] = color
+    return VdbArrays(
+        density=dense_density,
+        color=dense_color,
+        offset=lo,
+        voxel_size=voxel_size,
+        origin=origin,
+        color_background=background,
+        active_voxels=int(coords.shape[0]),
+    )

@@ -1,0 +1,367 @@
+"""Runs `<python> -m trainer train ...` (contract 2) as a child process, without bpy.
+
+Finding an interpreter: the one set in the preferences, else $BLENDER_PLENOX_PYTHON, else the
+project's own environment (a checkout's .venv), else python3/python on PATH; each is checked by
+actually importing torch and the trainer in it, because Blender's Python has neither.
+The child's stdout carries progress events (contract 3) and is read on a thread into a queue, so
+the UI timer never blocks; its stderr (the human log) goes to <out>/train.log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .progress_events import ProgressEvent, TrainingState, parse_event
+
+ENV_PYTHON = "BLENDER_PLENOX_PYTHON"
+INSTALL_HINT = (
+    "install PyTorch and the trainer into a Python 3.10+ environment "
+    "(`pip install torch` and `pip install -e <blender_plenox checkout>`, or run scripts/setup.sh), "
+    "then set it in Preferences > Add-ons > Plenoxels > Trainer Python"
+)
+_CHECK_SCRIPT = (
+    "import json, torch, trainer; "
+    "print(json.dumps({'torch': torch.__version__, 'cuda': bool(torch.cuda.is_available()), "
+    "'trainer': getattr(trainer, '__version__', '?')}))"
+)
+
+
+class TrainerNotFound(RuntimeError):
+    """No interpreter that can run the trainer; the message says what to install."""
+
+
+def package_checkout_root() -> Path | None:
+    """The repository root when the add-on runs from a checkout that also holds trainer/."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "trainer" / "__init__.py").is_file() else None
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def candidate_interpreters(preferred: str = "", trainer_root: str = "") -> list[tuple[str, str]]:
+    """(path, where it came from) in the order they are tried, without duplicates."""
+    found: list[tuple[str, str]] = []
+    if preferred:
+        found.append((os.path.expanduser(preferred), "preferences"))
+    if os.environ.get(ENV_PYTHON):
+        found.append((os.environ[ENV_PYTHON], f"${ENV_PYTHON}"))
+    for root in filter(None, [trainer_root, package_checkout_root()]):
+        venv_py = _venv_python(Path(root) / ".venv")
+        if venv_py.is_file():
+            found.append((str(venv_py), "project environment"))
+    for name in ("python3", "python"):
+        path = shutil.which(name)
+        if path:
+            found.append((path, "PATH"))
+    seen: set[str] = set()
+    unique = []
+    for path, source in found:
+        if path not in seen:
+            seen.add(path)
+            unique.append((path, source))
+    return unique
+
+
+def child_env(trainer_root: str = "", base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: unbuffered stdout (events arrive as they happen), trainer importable."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    # Blender sets PYTHONHOME/PYTHONPATH for its own Python; another interpreter must not inherit them.
+    env.pop("PYTHONHOME", None)
+    env.pop("PYTHONPATH", None)
+    root = trainer_root or str(package_checkout_root() or "")
+    if root:
+        env["PYTHONPATH"] = root
+    return env
+
+
+@dataclass(frozen=True)
+class InterpreterCheck:
+    python: str
+    source: str
+    ok: bool
+    message: str
+    torch_version: str = ""
+    cuda: bool = False
+
+
+def check_interpreter(
+    python: str, trainer_root: str = "", source: str = "", timeout: float = 90.0
+) -> InterpreterCheck:
+    """Runs the interpreter once to see whether it can import torch and the trainer."""
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        return InterpreterCheck(python, source, False, f"{python}: not an executable file")
+    try:
+        res = subprocess.run(
+            [python, "-c", _CHECK_SCRIPT],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=timeout,
+            env=child_env(trainer_root),
+            cwd=trainer_root or None,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return InterpreterCheck(python, source, False, f"{python}: could not run ({exc})")
+    if res.returncode != 0:
+        lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+        last = lines[-1] if lines else f"exit code {res.returncode}"
+        return InterpreterCheck(python, source, False, f"{python}: {last}")
+    try:
+        info = json.loads(res.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return InterpreterCheck(python, source, False, f"{python}: unexpected answer {res.stdout[:80]!r}")
+    return InterpreterCheck(
+        python,
+        source,
+        True,
+        f"{python} (torch {info['torch']}, {'CUDA' if info['cuda'] else 'CPU'})",
+        torch_version=str(info["torch"]),
+        cuda=bool(info["cuda"]),
+    )
+
+
+def detect_interpreter(preferred: str = "", trainer_root: str = "") -> InterpreterCheck:
+    """The first candidate that can run the trainer; TrainerNotFound (with what to install) otherwise."""
+    tried = []
+    for python, source in candidate_interpreters(preferred, trainer_root):
+        check = check_interpreter(python, trainer_root, source)
+        if check.ok:
+            return check
+        tried.append(f"{source}: {check.message}")
+        if source == "preferences":
+            # An explicit choice that fails is an error to show, not something to silently replace.
+            raise TrainerNotFound(f"Trainer Python {check.message}; {INSTALL_HINT}")
+    detail = "; ".join(tried) if tried else "no Python interpreter found"
+    raise TrainerNotFound(f"No Python that can run the trainer ({detail}); {INSTALL_HINT}")
+
+
+def build_train_command(
+    python: str,
+    data: str,
+    out: str,
+    preset: str = "",
+    overrides: Mapping[str, object] | None = None,
+    resume: bool = False,
+    force: bool = False,
+    device: str = "",
+    progress: str = "json",
+) -> list[str]:
+    """The argument list for contract 2's `train` (never a shell string)."""
+    cmd = [python, "-m", "trainer", "train", "--data", data, "--out", out, "--progress", progress]
+    if preset:
+        cmd += ["--preset", preset]
+    if device:
+        cmd += ["--device", device]
+    for key, value in (overrides or {}).items():
+        text = json.dumps(value) if isinstance(value, (bool, list)) else str(value)
+        cmd += ["--set", f"{key}={text}"]
+    if resume:
+        cmd.append("--resume")
+    elif force:
+        cmd.append("--force")
+    return cmd
+
+
+_LIVE: weakref.WeakSet[TrainerProcess] = weakref.WeakSet()
+
+
+def stop_all(timeout: float = 10.0) -> None:
+    """Stops every trainer this Python started (Blender quitting, a file being loaded, unregister)."""
+    for proc in list(_LIVE):
+        proc.cancel(timeout=timeout)
+
+
+atexit.register(stop_all)
+
+
+@dataclass
+class TrainerProcess:
+    """One running trainer: events arrive on a queue; poll() applies them to `state`."""
+
+    cmd: Sequence[str]
+    out_dir: str
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    state: TrainingState = field(default_factory=TrainingState)
+    log_name: str = "train.log"
+    _popen: subprocess.Popen[bytes] | None = None
+    _events: queue.Queue[ProgressEvent] = field(default_factory=queue.Queue)
+    _stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    _threads: list[threading.Thread] = field(default_factory=list)
+    cancelled: bool = False
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def start(self) -> TrainerProcess:
+        kwargs: dict[str, object] = {}
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+        self._popen = subprocess.Popen(
+            list(self.cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(self.env) if self.env is not None else None,
+            cwd=self.cwd,
+            **kwargs,  # type: ignore[call-overload]
+        )
+        _LIVE.add(self)
+        self._threads = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid if self._popen else -1
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll() if self._popen else None
+
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.out_dir, self.log_name)
+
+    def _read_stdout(self) -> None:
+        assert self._popen and self._popen.stdout
+        for raw in self._popen.stdout:
+            ev = parse_event(raw)
+            if ev is not None:
+                self._events.put(ev)
+
+    def _read_stderr(self) -> None:
+        # The trainer creates out_dir itself (it refuses an existing one without --resume/--force),
+        # so lines wait in memory until the directory exists, then go to train.log.
+        assert self._popen and self._popen.stderr
+        lines = iter(self._popen.stderr)
+        pending: list[str] = []
+        for raw in lines:
+            pending.append(self._remember(raw))
+            if os.path.isdir(self.out_dir):
+                break
+        if not os.path.isdir(self.out_dir):
+            return  # the trainer stopped before making its output directory: nowhere to keep a log
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            log.writelines(pending)
+            log.flush()
+            for raw in lines:
+                log.write(self._remember(raw))
+                log.flush()
+
+    def _remember(self, raw: bytes) -> str:
+        line = raw.decode("utf-8", errors="replace")
+        if line.strip():
+            self._stderr_tail.append(line.rstrip())
+        return line
+
+    def poll(self) -> list[ProgressEvent]:
+        """Events received since the last call, already applied to `state` (never blocks)."""
+        got: list[ProgressEvent] = []
+        while True:
+            try:
+                ev = self._events.get_nowait()
+            except queue.Empty:
+                break
+            self.state.apply(ev)
+            got.append(ev)
+        return got
+
+    def finish(self) -> None:
+        """After the process has exited: drain the readers and turn a failed exit into an error."""
+        for t in self._threads:
+            t.join(timeout=5.0)
+        self.poll()
+        _LIVE.discard(self)
+        code = self.returncode
+        if code not in (0, None) and not self.state.error:
+            self.state.error = "cancelled" if self.cancelled else self.error_line(code)
+        self.state.finished = True
+
+    def error_line(self, code: int | None = None) -> str:
+        """The trainer's one-line error (contract 2: `error: ...` on stderr), else the last log line."""
+        lines = list(self._stderr_tail)
+        for line in reversed(lines):
+            if line.startswith("error:"):
+                return line
+        suffix = f" (exit code {code})" if code is not None else ""
+        return (lines[-1] if lines else "the trainer stopped") + suffix
+
+    def cancel(self, timeout: float = 10.0) -> None:
+        """Asks the trainer to stop (it checkpoints on SIGTERM), then kills it after `timeout`."""
+        if not self.running or self._popen is None:
+            return
+        self.cancelled = True
+        if os.name == "nt":
+            self._popen.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+        else:
+            self._popen.send_signal(signal.SIGTERM)
+        try:
+            self._popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._popen.kill()
+            self._popen.wait()
+        self.finish()
+
+    def wait(
+        self, on_events: Callable[[Iterable[ProgressEvent]], None] | None = None, interval: float = 0.2
+    ) -> int:
+        """Blocks until the trainer exits (headless runs, where UI timers never fire)."""
+        assert self._popen is not None
+        try:
+            while self._popen.poll() is None:
+                time.sleep(interval)
+                evs = self.poll()
+                if evs and on_events:
+                    on_events(evs)
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        self.finish()
+        if on_events:
+            on_events([])
+        return int(self._popen.returncode)
+
+
+def print_progress(
+    proc: TrainerProcess, stream=sys.stdout, every: float = 2.0
+) -> Callable[[Iterable[ProgressEvent]], None]:
+    """An on_events callback for headless runs: a summary line at most every `every` seconds."""
+    last = [0.0]
+
+    def show(events: Iterable[ProgressEvent]) -> None:
+        now = time.monotonic()
+        for ev in events:
+            if ev.kind in ("stage", "snapshot", "done", "error"):
+                detail = {k: v for k, v in ev.data.items() if k not in ("event", "time")}
+                print(f"[trainer] {ev.kind}: {json.dumps(detail)}", file=stream, flush=True)
+        if now - last[0] >= every and not proc.state.finished:
+            last[0] = now
+            print(f"[trainer] {proc.state.summary()}", file=stream, flush=True)
+
+    return show

@@ -1,0 +1,178 @@
+"""The trainer runner with real child processes.
+
+A small stand-in program (written below, run by a real interpreter) speaks contracts 2 and 3, so
+cancel, logging and failure paths can be checked in a second; the real trainer is exercised by the
+Blender end-to-end test and by test_real_trainer_cli below once trainer/ is in place.
+"""
+
+import os
+import sys
+import textwrap
+import time
+import venv
+from pathlib import Path
+
+import pytest
+
+from blender_plenox.utils import trainer_process as tp
+
+STAND_IN = textwrap.dedent(
+    """
+    import json, os, signal, sys, time
+    args = sys.argv[1:]
+    out = args[args.index("--out") + 1]
+    mode = os.environ.get("STAND_IN_MODE", "ok")
+    def emit(**kw):
+        print(json.dumps({"time": time.time(), **kw}), flush=True)
+    def on_term(signum, frame):
+        open(os.path.join(out, "checkpoint.pt"), "w").write("ckpt")
+        print("error: interrupted: checkpoint written", file=sys.stderr, flush=True)
+        sys.exit(130)
+    signal.signal(signal.SIGTERM, on_term)
+    print("loading data", file=sys.stderr, flush=True)  # before out exists: must still reach the log
+    time.sleep(0.2)
+    os.makedirs(out)
+    emit(event="start", version=1, total=20, device="cpu", out=out, resolution=[8, 8, 8], config="c")
+    print("not json on stdout", flush=True)
+    if mode == "fail":
+        print("error: data/transforms_train.json: no frames", file=sys.stderr, flush=True)
+        sys.exit(2)
+    for step in range(1, 21):
+        emit(event="progress", step=step, total=20, loss=0.1, psnr=10.0 + step, resolution=[8, 8, 8],
+             voxels=512, elapsed=step * 0.01, eta=(20 - step) * 0.01)
+        if step == 10:
+            emit(event="snapshot", step=10, path=os.path.join(out, "snapshot.npz"))
+        time.sleep(0.02 if mode == "ok" else 0.5)
+    emit(event="done", grid=os.path.join(out, "grid.npz"), metrics="m.json", psnr=29.0, elapsed=0.4)
+    """
+)
+
+
+@pytest.fixture()
+def stand_in(tmp_path):
+    pkg = tmp_path / "fake_root" / "trainer"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(STAND_IN)
+    return str(tmp_path / "fake_root")
+
+
+def _start(stand_in, out, mode):
+    cmd = tp.build_train_command(sys.executable, "data", str(out), preset="tiny")
+    env = tp.child_env(stand_in)
+    env["STAND_IN_MODE"] = mode
+    return tp.TrainerProcess(cmd, str(out), env=env, cwd=stand_in).start()
+
+
+def test_build_command_is_an_argument_list():
+    cmd = tp.build_train_command(
+        "/py",
+        "/d",
+        "/o",
+        preset="fast",
+        device="cpu",
+        overrides={"final_resolution": 128, "tv_weight": 1e-5, "flag": True},
+        resume=True,
+    )
+    assert cmd == [
+        "/py",
+        "-m",
+        "trainer",
+        "train",
+        "--data",
+        "/d",
+        "--out",
+        "/o",
+        "--progress",
+        "json",
+        "--preset",
+        "fast",
+        "--device",
+        "cpu",
+        "--set",
+        "final_resolution=128",
+        "--set",
+        "tv_weight=1e-05",
+        "--set",
+        "flag=true",
+        "--resume",
+    ]
+    assert tp.build_train_command("/py", "/d", "/o", force=True)[-1] == "--force"
+
+
+def test_successful_run_reports_progress_and_writes_the_log(stand_in, tmp_path):
+    out = tmp_path / "run"
+    proc = _start(stand_in, out, "ok")
+    seen = []
+    code = proc.wait(on_events=lambda evs: seen.extend(e.kind for e in evs), interval=0.05)
+    assert code == 0 and not proc.state.error and proc.state.finished
+    assert proc.state.step == 20 and proc.state.test_psnr == 29.0
+    assert proc.state.snapshot.endswith("snapshot.npz") and proc.state.snapshot_step == 10
+    assert seen.count("progress") == 20 and seen[0] == "start" and seen[-1] == "done"
+    assert (out / "train.log").read_text().startswith("loading data")
+
+
+def test_failure_shows_the_trainers_error_line(stand_in, tmp_path):
+    proc = _start(stand_in, tmp_path / "run", "fail")
+    assert proc.wait(interval=0.05) == 2
+    assert proc.state.error == "error: data/transforms_train.json: no frames"
+    assert "no frames" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_cancel_stops_the_child_cleanly_keeping_its_checkpoint(stand_in, tmp_path):
+    out = tmp_path / "run"
+    proc = _start(stand_in, out, "slow")
+    deadline = time.time() + 20
+    while proc.state.step < 1 and time.time() < deadline:
+        proc.poll()
+        time.sleep(0.05)
+    assert proc.state.step >= 1
+    proc.cancel(timeout=10)
+    assert proc.returncode == 130 and not proc.running
+    assert proc.state.error == "cancelled"
+    assert (out / "checkpoint.pt").read_text() == "ckpt"
+    with pytest.raises(ProcessLookupError):
+        os.kill(proc.pid, 0)
+
+
+def test_stop_all_leaves_no_orphan(stand_in, tmp_path):
+    procs = [_start(stand_in, tmp_path / f"run{i}", "slow") for i in range(2)]
+    time.sleep(0.5)
+    tp.stop_all(timeout=10)
+    assert all(p.returncode is not None for p in procs)
+
+
+def test_interpreter_check_accepts_torch_and_refuses_a_bare_python(tmp_path):
+    pytest.importorskip("torch")
+    root = str(Path(__file__).resolve().parents[2])
+    if not Path(root, "trainer", "__init__.py").is_file():
+        pytest.skip("trainer package not present")
+    good = tp.check_interpreter(sys.executable, root, "test")
+    assert good.ok, good.message
+    assert good.torch_version
+    bare_dir = tmp_path / "bare"
+    venv.create(bare_dir, with_pip=False)
+    bare = str(bare_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
+    bad = tp.check_interpreter(bare, root, "test")
+    assert not bad.ok and "torch" in bad.message
+    with pytest.raises(tp.TrainerNotFound, match="install PyTorch"):
+        tp.detect_interpreter(preferred=bare, trainer_root=root)
+    assert tp.detect_interpreter(preferred=sys.executable, trainer_root=root).python == sys.executable
+    missing = tp.check_interpreter(str(tmp_path / "nope"), root)
+    assert not missing.ok and "not an executable" in missing.message
+
+
+def test_candidates_follow_the_documented_order(monkeypatch, tmp_path):
+    monkeypatch.setenv(tp.ENV_PYTHON, "/from/env/python")
+    cands = tp.candidate_interpreters("/from/prefs/python")
+    assert cands[0] == ("/from/prefs/python", "preferences")
+    assert cands[1] == ("/from/env/python", f"${tp.ENV_PYTHON}")
+    assert [c[1] for c in cands[2:]] == sorted(
+        [c[1] for c in cands[2:]], key=["project environment", "PATH"].index
+    )
+    assert len({c[0] for c in cands}) == len(cands)
+
+
+def test_child_env_drops_blenders_python_home():
+    env = tp.child_env("/repo", base={"PYTHONHOME": "/blender/python", "PYTHONPATH": "/x", "PATH": "/bin"})
+    assert "PYTHONHOME" not in env and env["PYTHONPATH"] == "/repo" and env["PYTHONUNBUFFERED"] == "1"

@@ -1,0 +1,128 @@
+"""Training configuration: one flat dataclass (so that ``--set key=value`` stays simple) and named presets.
+
+Units. Density is stored in world units (extinction per unit length, contract 4), but learning
+rates, the TV and the sparsity losses speak in *grid units* (density times the voxel size), the
+units of the Plenoxels paper, so that one set of numbers works at every resolution and box size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    # --- schedule -------------------------------------------------------------------------------
+    steps: int  # optimisation steps in total (one batch of rays each)
+    resolutions: list[int]  # coarse-to-fine cube sides, e.g. [64, 128, 256]
+    upsample_at: list[int]  # steps at which to move to the next resolution (len(resolutions) - 1)
+    sh_degree: int = 2  # 0..3; (sh_degree + 1)^2 coefficients per colour channel
+    batch_rays: int = 4096  # rays per step
+    downscale: int = 1  # image downscale applied by the loader
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # colour behind the field (and of empty pixels)
+    seed: int = 0  # seeds a torch.Generator: a CPU run is repeatable
+    device: str = "auto"  # auto | cpu | cuda
+    checkpoint_every: int = 1000  # steps between checkpoint.pt writes (0 = only at the end / on interrupt)
+    snapshot_every: int = 0  # steps between snapshot.npz writes for the live preview (0 = never)
+    log_every: int = 50  # steps between progress events
+
+    # --- scene box and grid --------------------------------------------------------------------
+    # World box the grid spans when the dataset gives none (NeRF-synthetic scenes fit in +-1.5).
+    scene_box: list[list[float]] = field(default_factory=lambda: [[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]])
+    init_density: float = 0.1  # initial density of every voxel, grid units
+    init_sh: float = 0.0  # initial value of every SH coefficient (0 gives grey 0.5)
+
+    # --- rendering ------------------------------------------------------------------------------
+    step_size: float = 0.5  # distance between samples along a ray, in voxels (of the smallest voxel side)
+    stop_transmittance: float = 1e-3  # early ray termination: samples behind this transmittance are skipped
+    occupancy_block: int = 2  # side, in voxels, of the cells of the coarse occupancy mask used to skip empty space
+
+    # --- learning rates (RMSProp, grid units) -------------------------------------------------------
+    lr_sigma: float = 30.0  # density learning rate at step 0 (after the delay)
+    lr_sigma_final: float = 0.05  # density learning rate at the last step (log-linear decay in between)
+    lr_sigma_delay_steps: int = 1000  # density warm-up: the rate ramps up over these steps...
+    lr_sigma_delay_mult: float = 0.01  # ...from this fraction of the scheduled rate (sine ramp)
+    lr_sh: float = 1e-2  # SH learning rate at step 0
+    lr_sh_final: float = 5e-5  # SH learning rate at the last step
+    rms_beta: float = 0.95  # RMSProp decay of the squared-gradient average
+    rms_eps: float = 1e-8  # RMSProp denominator guard
+    reset_optimizer_at_upsample: bool = True  # start RMSProp statistics afresh on the finer grid
+
+    # --- regularisers -----------------------------------------------------------------------------
+    tv_sigma: float = 1e-5  # total-variation weight on density (grid units)
+    tv_sh: float = 1e-3  # total-variation weight on SH coefficients
+    tv_fraction: float = 0.01  # fraction of active voxels drawn at random each step for TV
+    sparsity: float = 1e-11  # Cauchy sparsity weight: sparsity * sum log(1 + 2 sigma^2) over samples
+    beta_loss: float = 0.0  # weight of the beta loss on accumulated opacity (0 = off)
+
+    # --- pruning ------------------------------------------------------------------------------------
+    prune_weight: float = 0.005  # voxels whose largest rendering weight over the training rays is below...
+    prune_density: float = 0.0  # ...and whose density (grid units) is not above this are dropped
+    prune_at: list[int] = field(default_factory=list)  # extra steps at which to prune (besides each upsampling)
+    prune_ray_stride: int = 1  # use every n-th pixel (in x and y) of each training view for the pruning pass
+    prune_dilate: int = 1  # voxels kept around the surviving set
+    eval_chunk: int = 16384  # rays per chunk when rendering without gradients
+
+
+def _preset(**kw: object) -> TrainConfig:
+    return TrainConfig(**kw)  # type: ignore[arg-type]
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # Tests: a 32x32 generated scene trains in seconds on 2 cores.
+    "tiny": _preset(
+        steps=300, resolutions=[16, 32], upsample_at=[150], batch_rays=1024, sh_degree=1,
+        checkpoint_every=0, log_every=50, lr_sigma_delay_steps=50, prune_at=[100],
+        tv_fraction=0.1, occupancy_block=1,
+    ),
+    # CPU preview: a few minutes on a laptop-class CPU.
+    "fast": _preset(
+        steps=3000, resolutions=[64, 128], upsample_at=[1000], batch_rays=5000,
+        checkpoint_every=1000, log_every=50, lr_sigma_delay_steps=300, prune_at=[300],
+        prune_ray_stride=2,
+    ),
+    "default": _preset(
+        steps=12000, resolutions=[64, 128, 256], upsample_at=[1500, 5000], batch_rays=5000,
+        checkpoint_every=2000, log_every=100, snapshot_every=2000, lr_sigma_delay_steps=1000,
+        prune_at=[500],
+    ),
+    # GPU: the paper's schedule shape at 512^3.
+    "quality": _preset(
+        steps=60000, resolutions=[128, 256, 512], upsample_at=[12000, 30000], batch_rays=5000,
+        checkpoint_every=5000, log_every=200, snapshot_every=5000, lr_sigma_delay_steps=15000,
+        prune_at=[2000],
+    ),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """A fresh copy of a named preset (callers may mutate it)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})")
+    return dataclasses.replace(PRESETS[name])
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raises ValueError with one line naming the bad field."""
+    if cfg.steps < 1:
+        raise ValueError(f"steps: must be >= 1, got {cfg.steps}")
+    if not cfg.resolutions or any(r < 2 for r in cfg.resolutions):
+        raise ValueError(f"resolutions: need at least one side >= 2, got {cfg.resolutions}")
+    if len(cfg.upsample_at) != len(cfg.resolutions) - 1:
+        raise ValueError(
+            f"upsample_at: needs {len(cfg.resolutions) - 1} steps for resolutions {cfg.resolutions},"
+            f" got {cfg.upsample_at}"
+        )
+    if sorted(cfg.upsample_at) != list(cfg.upsample_at):
+        raise ValueError(f"upsample_at: must be increasing, got {cfg.upsample_at}")
+    if not 0 <= cfg.sh_degree <= 3:
+        raise ValueError(f"sh_degree: must be 0..3, got {cfg.sh_degree}")
+    if cfg.batch_rays < 1:
+        raise ValueError(f"batch_rays: must be >= 1, got {cfg.batch_rays}")
+    if cfg.step_size <= 0:
+        raise ValueError(f"step_size: must be > 0, got {cfg.step_size}")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: must be auto, cpu or cuda, got {cfg.device!r}")
+    if len(cfg.background) != 3:
+        raise ValueError(f"background: needs 3 values, got {cfg.background}")

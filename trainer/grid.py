@@ -1,0 +1,299 @@
+"""The sparse voxel grid: a dense int32 index (`links`, -1 = empty) into compact per-voxel rows.
+
+Continuous grid coordinates x run from 0 to R along each axis; voxel i spans [i, i+1] and its sample
+sits at its centre i + 0.5 (contract 4). Between centres the field is trilinear in the 8 surrounding
+samples; samples of empty voxels, and outside the grid, count as zero.
+
+Rows are kept in the row-major order of their voxels, so rays that pass near each other read memory
+that lies near each other.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from trainer.sh import num_coeffs
+
+if TYPE_CHECKING:
+    from trainer.gridfile import GridData
+
+# The 8 corners of an interpolation cell, as (dx, dy, dz) in {0, 1}.
+CORNERS = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], dtype=torch.int64)
+
+
+class TrilinearGather(torch.autograd.Function):
+    """out[s] = sum_c w[s, c] * data[idx[s, c]] for data rows [N, C].
+
+    A hand-written backward scatters straight into the compact rows, one corner at a time, so that no
+    [S, 8, C] tensor exists in either direction. Gradients flow to `data` only (sample positions are
+    not optimised).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, data: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(idx, w)
+        ctx.n_rows = data.shape[0]
+        out = data.index_select(0, idx[:, 0]) * w[:, :1]
+        for c in range(1, idx.shape[1]):
+            out.addcmul_(data.index_select(0, idx[:, c]), w[:, c : c + 1])
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        idx, w = ctx.saved_tensors
+        grad = None
+        if ctx.needs_input_grad[0]:
+            grad = grad_out.new_zeros((ctx.n_rows, grad_out.shape[1]))
+            for c in range(idx.shape[1]):
+                grad.index_add_(0, idx[:, c], grad_out * w[:, c : c + 1])
+        return grad, None, None
+
+
+def trilinear(data: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return TrilinearGather.apply(data, idx, w)  # type: ignore[no-any-return]
+
+
+class SparseGrid:
+    """links int32 [nx, ny, nz]; density [N] in world units; sh [N, 3K] (channel-major: c*K + k)."""
+
+    def __init__(
+        self,
+        links: torch.Tensor,
+        density: torch.Tensor,
+        sh: torch.Tensor,
+        aabb: torch.Tensor,
+        sh_degree: int,
+    ) -> None:
+        k = num_coeffs(sh_degree)
+        n = density.shape[0]
+        if sh.shape != (n, 3 * k):
+            raise ValueError(f"sh must be [{n}, {3 * k}] for degree {sh_degree}, got {list(sh.shape)}")
+        self.links = links
+        self.density = density
+        self.sh = sh
+        self.aabb = aabb.to(torch.float32)
+        self.sh_degree = sh_degree
+        # Caches: links never change after construction (pruning and upsampling build a new grid).
+        self._occupancy: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self._coords: torch.Tensor | None = None
+
+    # --- geometry --------------------------------------------------------------------------------
+    @property
+    def resolution(self) -> tuple[int, int, int]:
+        nx, ny, nz = self.links.shape
+        return int(nx), int(ny), int(nz)
+
+    @property
+    def device(self) -> torch.device:
+        return self.links.device
+
+    @property
+    def n_active(self) -> int:
+        return int(self.density.shape[0])
+
+    @property
+    def voxel_size(self) -> torch.Tensor:
+        """World size of a voxel along x, y, z [3]."""
+        res = torch.tensor(self.resolution, dtype=torch.float32, device=self.aabb.device)
+        return (self.aabb[1] - self.aabb[0]) / res
+
+    @property
+    def unit(self) -> float:
+        """World length of one voxel (the smallest side): grid-unit density = world density * unit."""
+        return float(self.voxel_size.min())
+
+    def coords(self) -> torch.Tensor:
+        """Integer (i, j, k) of each row, int64 [N, 3]; rows are in row-major voxel order."""
+        if self._coords is not None:
+            return self._coords
+        flat = torch.nonzero(self.links.reshape(-1) >= 0).squeeze(1)
+        order = self.links.reshape(-1)[flat].long()
+        coords = torch.empty((flat.shape[0], 3), dtype=torch.int64, device=self.device)
+        coords[order] = unflatten(flat, self.resolution)
+        self._coords = coords
+        return coords
+
+    def world_to_grid(self, points: torch.Tensor) -> torch.Tensor:
+        return (points - self.aabb[0].to(points.device)) / self.voxel_size.to(points.device)
+
+    def corners(self, x: torch.Tensor, clamp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row ids [S, 8] (int64) and trilinear weights [S, 8] of the samples around grid points x [S, 3].
+
+        Empty or out-of-grid corners get row 0 and weight 0, so callers need no masks. With clamp,
+        points outside the centres' hull take the border value (used when resampling).
+        """
+        res = torch.tensor(self.resolution, device=x.device)
+        u = x - 0.5
+        if clamp:
+            u = torch.minimum(u.clamp(min=0.0), (res - 1).to(u.dtype))
+        base = torch.floor(u)
+        frac = u - base
+        base = base.long()
+        cells = base[:, None, :] + CORNERS.to(x.device)[None]  # [S, 8, 3]
+        inside = ((cells >= 0) & (cells < res)).all(-1)
+        flat = flatten(cells.clamp(min=0), self.resolution).clamp(max=self.links.numel() - 1)
+        rows = self.links.reshape(-1)[flat].long()
+        valid = inside & (rows >= 0)
+        # weight of corner (dx,dy,dz) = prod over axes of (frac if d else 1 - frac)
+        axis_w = torch.stack((1.0 - frac, frac), dim=-1)  # [S, 3, 2]
+        cw = CORNERS.to(x.device)
+        w = axis_w[:, 0, cw[:, 0]] * axis_w[:, 1, cw[:, 1]] * axis_w[:, 2, cw[:, 2]]
+        w = torch.where(valid, w, torch.zeros((), dtype=w.dtype, device=w.device))
+        rows = torch.where(valid, rows, torch.zeros((), dtype=rows.dtype, device=rows.device))
+        return rows, w
+
+    def interpolate(self, x: torch.Tensor, clamp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density [S] and SH [S, 3K] at grid points x (no ReLU)."""
+        idx, w = self.corners(x, clamp=clamp)
+        return trilinear(self.density[:, None], idx, w)[:, 0], trilinear(self.sh, idx, w)
+
+    # --- empty-space skipping ----------------------------------------------------------------------
+    def occupancy(self, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A coarse mask of interpolation cells that can see an active voxel, and their bounding box.
+
+        Cell c (0..R along each axis) holds the points whose lower interpolation corner is voxel c - 1,
+        so it is live when any voxel in {c-1, c}^3 is active. The mask is pooled into blocks of `block`
+        cells. Returns (mask bool [ceil((R+1)/block)]^3, box [2, 3] float in grid coordinates of the
+        region where the field can be non-zero).
+        """
+        if self._occupancy is not None and self._occupancy[0] == block:
+            return self._occupancy[1], self._occupancy[2]
+        active = torch.nn.functional.pad((self.links >= 0), (1, 1, 1, 1, 1, 1))
+        cell = torch.zeros_like(active[1:, 1:, 1:])
+        for dx, dy, dz in CORNERS.tolist():
+            nx, ny, nz = active.shape
+            cell |= active[dx : nx - 1 + dx, dy : ny - 1 + dy, dz : nz - 1 + dz]
+        mask = block_any(cell, block)
+        if self.n_active:
+            c = self.coords()
+            lo = c.min(0).values.float() - 0.5
+            hi = c.max(0).values.float() + 1.5
+            res = torch.tensor(self.resolution, dtype=torch.float32, device=self.device)
+            box = torch.stack((lo.clamp(min=0.0), torch.minimum(hi, res)))
+        else:
+            box = torch.zeros((2, 3), device=self.device)
+        self._occupancy = (block, mask, box)
+        return mask, box
+
+    # --- construction and conversion ---------------------------------------------------------------
+    @classmethod
+    def dense(
+        cls,
+        resolution: int | tuple[int, int, int],
+        aabb: torch.Tensor,
+        sh_degree: int,
+        density: float,
+        sh: float = 0.0,
+        device: torch.device | str = "cpu",
+    ) -> SparseGrid:
+        """Every voxel active, with `density` in world units and every SH coefficient = `sh`."""
+        res = (resolution,) * 3 if isinstance(resolution, int) else tuple(resolution)
+        n = res[0] * res[1] * res[2]
+        links = torch.arange(n, dtype=torch.int32, device=device).reshape(res)
+        k = num_coeffs(sh_degree)
+        return cls(
+            links,
+            torch.full((n,), float(density), device=device),
+            torch.full((n, 3 * k), float(sh), device=device),
+            aabb.to(device),
+            sh_degree,
+        )
+
+    @classmethod
+    def from_coords(
+        cls,
+        resolution: tuple[int, int, int],
+        coords: torch.Tensor,
+        density: torch.Tensor,
+        sh: torch.Tensor,
+        aabb: torch.Tensor,
+        sh_degree: int,
+    ) -> SparseGrid:
+        """Builds links for voxels at integer coords [N, 3]; rows are reordered row-major."""
+        device = density.device
+        flat = flatten(coords.to(device).long(), resolution)
+        order = torch.argsort(flat)
+        flat = flat[order]
+        if flat.numel() > 1 and bool((flat[1:] == flat[:-1]).any()):
+            raise ValueError("duplicate voxel coordinates")
+        links = torch.full(resolution, -1, dtype=torch.int32, device=device)
+        links.reshape(-1)[flat] = torch.arange(flat.shape[0], dtype=torch.int32, device=device)
+        return cls(links, density[order].contiguous(), sh[order].contiguous(), aabb.to(device), sh_degree)
+
+    def to_grid_data(self, metadata: dict[str, Any]) -> GridData:
+        from trainer.gridfile import GridData
+
+        k = num_coeffs(self.sh_degree)
+        with torch.no_grad():
+            coords = self.coords().cpu().numpy().astype(np.int32)
+            density = torch.relu(self.density).cpu().numpy().astype(np.float32)
+            sh = self.sh.detach().reshape(-1, 3, k).cpu().numpy().astype(np.float32)
+        return GridData(
+            resolution=np.asarray(self.resolution, dtype=np.int64),
+            aabb=self.aabb.detach().cpu().numpy().astype(np.float64),
+            coords=coords,
+            density=density,
+            sh=sh,
+            sh_degree=int(self.sh_degree),
+            metadata=metadata if isinstance(metadata, dict) else json.loads(metadata),
+        )
+
+    @classmethod
+    def from_grid_data(cls, data: GridData, device: torch.device | str = "cpu") -> SparseGrid:
+        res = tuple(int(v) for v in np.asarray(data.resolution).reshape(3))
+        sh = torch.as_tensor(np.asarray(data.sh, dtype=np.float32)).reshape(len(data.density), -1)
+        return cls.from_coords(
+            (res[0], res[1], res[2]),
+            torch.as_tensor(np.asarray(data.coords, dtype=np.int64)),
+            torch.as_tensor(np.asarray(data.density, dtype=np.float32)).to(device),
+            sh.to(device),
+            torch.as_tensor(np.asarray(data.aabb, dtype=np.float32)),
+            int(data.sh_degree),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """CPU tensors for a checkpoint (coords rather than links: smaller, and rebuilt exactly)."""
+        return {
+            "resolution": list(self.resolution),
+            "coords": self.coords().cpu().to(torch.int32),
+            "density": self.density.detach().cpu().clone(),
+            "sh": self.sh.detach().cpu().clone(),
+            "aabb": self.aabb.cpu().clone(),
+            "sh_degree": self.sh_degree,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], device: torch.device | str = "cpu") -> SparseGrid:
+        res = tuple(int(v) for v in state["resolution"])
+        return cls.from_coords(
+            (res[0], res[1], res[2]),
+            state["coords"].long(),
+            state["density"].to(device),
+            state["sh"].to(device),
+            state["aabb"],
+            int(state["sh_degree"]),
+        )
+
+
+def flatten(ijk: torch.Tensor, resolution: tuple[int, int, int]) -> torch.Tensor:
+    _, ny, nz = resolution
+    return (ijk[..., 0] * ny + ijk[..., 1]) * nz + ijk[..., 2]
+
+
+def unflatten(flat: torch.Tensor, resolution: tuple[int, int, int]) -> torch.Tensor:
+    _, ny, nz = resolution
+    return torch.stack((flat // (ny * nz), (flat // nz) % ny, flat % nz), dim=-1)
+
+
+def block_any(mask: torch.Tensor, block: int) -> torch.Tensor:
+    """OR-pools a 3-D bool mask over blocks of side `block` (the last block may be partial)."""
+    if block == 1:
+        return mask
+    pads = [(-s) % block for s in mask.shape]
+    padded = torch.nn.functional.pad(mask, (0, pads[2], 0, pads[1], 0, pads[0]))
+    nx, ny, nz = (s // block for s in padded.shape)
+    return padded.reshape(nx, block, ny, block, nz, block).any(5).any(3).any(1)

@@ -2,7 +2,8 @@
 
 Accepts transforms_{train,test[,val]}.json or a single transforms.json (every 8th frame held out for
 testing), `camera_angle_x` or `fl_x/fl_y/cx/cy/w/h` (file-level, overridden per frame), an optional
-`aabb` (without one, the trainer uses the config's `scene_box`, +-1.5 by default), RGBA composited on a background, and an integer downscale by area averaging.
+`aabb` (without one the trainer uses the config's `scene_box`, +-1.5 by default), RGBA composited
+on a background, and an integer downscale by area averaging.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def _read_image(path: Path, background: np.ndarray) -> np.ndarray:
     """float32 [H, W, 3] in [0, 1], alpha composited over `background` (straight, not premultiplied)."""
     try:
         raw = iio.imread(path)
-    except Exception as e:  # imageio raises a variety of plugin errors for bad files
+    except Exception as e:  # noqa: BLE001 -- imageio raises many plugin-specific errors for bad files
         raise DatasetError(f"{path}: unreadable image ({type(e).__name__}: {e})".splitlines()[0]) from None
     if raw.dtype == np.uint8:
         img = raw.astype(np.float32) / 255.0
@@ -277,4 +278,3 @@ def camera_rays(c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height:
     dirs = torch.nn.functional.normalize(d_world, dim=-1).reshape(-1, 3)
     origins = c2w[:, None, None, :3, 3].expand(views, height, width, 3).reshape(-1, 3)
     return origins.contiguous(), dirs.contiguous()
-

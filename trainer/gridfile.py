@@ -117,6 +117,8 @@ def load_grid(path: Path) -> GridData:
     path = Path(path)
     if not path.is_file():
         raise GridFileError(f"{path}: no such grid file")
+    if not zipfile.is_zipfile(path):
+        raise GridFileError(f"{path}: not a grid file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in KEYS if k not in npz.files]

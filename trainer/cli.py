@@ -1,0 +1,467 @@
+"""`python -m trainer`: train, eval, render and info (contract 2).
+
+Exit codes: 0 success, 1 failure during training, 2 bad input, 130 interrupted (Ctrl-C or SIGTERM,
+after the training loop has written a checkpoint). Every failure is one line on stderr,
+`error: <file or step>: <problem>`, and with `--progress json` also an `error` event on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from trainer import __version__
+from trainer.config_io import (
+    ConfigError,
+    build_config,
+    config_from_file,
+    config_to_json,
+    read_json_object,
+    save_config,
+    write_json,
+)
+from trainer.events import BarEventSink, EventSink, JsonEventSink, NullEventSink, to_json_value
+from trainer.gridfile import GridFileError, grid_summary, load_grid
+
+if TYPE_CHECKING:
+    import torch
+
+    from trainer.config import TrainConfig
+    from trainer.data import Dataset, Split
+    from trainer.grid import SparseGrid
+
+EXIT_TRAINING, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class UsageError(ValueError):
+    """Bad input that is not a file's fault; str(e) is one line naming the option."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints usage plus a message; contract 2 promises a single line.
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def make_sink(kind: str) -> EventSink:
+    return {"json": JsonEventSink, "bar": BarEventSink, "none": NullEventSink}[kind]()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (the add-on's cancel, a job scheduler) raises KeyboardInterrupt in the main thread, so
+    the training loop's Ctrl-C path writes its checkpoint. Further SIGTERMs are ignored meanwhile, so
+    that a second cancel cannot tear that write; SIGKILL still ends the process."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def resolve_device(name: str) -> torch.device:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device cuda: CUDA is not available to this torch ({torch.__version__})")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared by train, eval and render
+
+
+def _render_fn(grid: SparseGrid, cfg: TrainConfig, dc_only: bool = False):  # type: ignore[no-untyped-def]
+    from trainer.render import RenderOptions, render_image
+
+    opts = RenderOptions(step_size=cfg.step_size, stop_transmittance=cfg.stop_transmittance,
+                         occupancy_block=cfg.occupancy_block, dc_only=dc_only)
+
+    def render(c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        return render_image(grid, c2w, intrinsics, width, height, cfg.background, dc_only=dc_only,
+                            chunk=cfg.eval_chunk, opts=opts)
+
+    return render
+
+
+def _evaluate(grid: SparseGrid, cfg: TrainConfig, split: Split, limit: int, renders_dir: Path | None,
+              sink: EventSink, step: int) -> dict[str, Any]:
+    from trainer.outputs import evaluate_views, subset
+
+    views = subset(len(split.paths), limit)
+    sink.emit("stage", name="eval", step=step, message=f"rendering {len(views)} test views")
+    result = evaluate_views(_render_fn(grid, cfg), split.images, split.c2w, split.intrinsics, views, renders_dir)
+    for row in result["per_view"]:
+        row["image"] = str(split.paths[row["view"]])
+    return result
+
+
+def _load_data(root: Path, cfg: TrainConfig) -> Dataset:
+    from trainer.data import load_dataset
+
+    start = time.time()
+    data = load_dataset(root, downscale=cfg.downscale, background=tuple(cfg.background))  # type: ignore[arg-type]
+    log(f"loaded {root}: {len(data.train.paths)} train and {len(data.test.paths)} test views at "
+        f"{data.train.width}x{data.train.height} in {time.time() - start:.1f} s")
+    return data
+
+
+def _run_paths(run: Path) -> tuple[TrainConfig, dict[str, Any]]:
+    if not run.is_dir():
+        raise UsageError(f"{run}: no such run directory")
+    cfg = config_from_file(run / "config.json")
+    info_path = run / "run.json"
+    info = read_json_object(info_path) if info_path.is_file() else {}
+    return cfg, info
+
+
+def _data_dir(given: str | None, info: dict[str, Any], run: Path) -> Path:
+    if given:
+        return Path(given)
+    if isinstance(info.get("data"), str):
+        return Path(info["data"])
+    if not info:
+        raise UsageError("--data: required")
+    raise UsageError(f"{run}/run.json: no dataset recorded; pass --data DIR")
+
+
+def _load_run_grid(run: Path, device: torch.device) -> tuple[SparseGrid, dict[str, Any]]:
+    from trainer.grid import SparseGrid
+
+    data = load_grid(run / "grid.npz")
+    return SparseGrid.from_grid_data(data, device), data.metadata
+
+
+# ---------------------------------------------------------------------------------------------------
+# train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from trainer.train import TrainingError, run_training
+
+    out = Path(args.out)
+    sink = args.sink
+    run_info: dict[str, Any] = {}
+    base = None
+    if args.resume:
+        if args.force:
+            raise UsageError("--resume and --force: choose one")
+        if args.preset:
+            raise UsageError("--preset: not with --resume (the run's config.json is the base)")
+        if not (out / "config.json").is_file():
+            raise UsageError(f"{out}/config.json: nothing to resume")
+        base, run_info = _run_paths(out)
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise UsageError(f"{out}: exists; pass --resume to continue that run or --force to replace its results")
+    flags = [f"{k}={v}" for k, v in (("device", args.device), ("seed", args.seed), ("downscale", args.downscale))
+             if v is not None]
+    cfg = build_config(args.preset or "default", base, Path(args.config) if args.config else None,
+                       list(args.set) + flags)
+    data_root = _data_dir(args.data, run_info, out).resolve()
+    device = resolve_device(cfg.device)
+    data = _load_data(data_root, cfg)
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(out / "config.json", cfg)
+    write_json(out / "run.json", {"data": str(data_root), "trainer_version": __version__,
+                                  "created": run_info.get("created", now_iso()), "updated": now_iso(),
+                                  "command": sys.argv[1:] if args.argv is None else args.argv})
+    resume = bool(args.resume) and (out / "checkpoint.pt").is_file()
+    if args.resume and not resume:
+        log(f"{out}/checkpoint.pt: none yet, starting the run from step 0 with its config.json")
+    start = time.time()
+    with sigterm_as_interrupt():
+        try:
+            result = run_training(cfg, data, out, sink, resume=resume, device=device)
+        except KeyboardInterrupt:
+            raise _Interrupted(f"{out / 'checkpoint.pt'}: interrupted; `--resume` continues from it") from None
+        except TrainingError as e:
+            raise _TrainingFailed(str(e)) from None
+
+        metrics_tests = _evaluate(result.grid, cfg, data.test, args.test_views, out / "renders", sink, result.step)
+        metadata = {"step": result.step, "psnr": metrics_tests["psnr"], "config": config_to_json(cfg),
+                    "created": now_iso(), "trainer_version": __version__, "data": str(data_root)}
+        save_grid_path = out / "grid.npz"
+        from trainer.gridfile import save_grid
+
+        save_grid(save_grid_path, result.grid.to_grid_data(metadata))
+        grid_data_n = int(result.grid.n_active)
+        metrics = {
+            "test": metrics_tests,
+            "step": result.step,
+            "train_seconds": result.elapsed,
+            "total_seconds": time.time() - start,
+            "voxels": grid_data_n,
+            "resolution": list(result.grid.resolution),
+            "device": str(device),
+            "stages": result.stats,
+            "trainer_version": __version__,
+            "created": now_iso(),
+        }
+        write_json(out / "metrics.json", to_json_value(metrics))
+    sink.emit("done", grid=out / "grid.npz", metrics=out / "metrics.json", psnr=metrics_tests["psnr"],
+              ssim=metrics_tests["ssim"], step=result.step, elapsed=time.time() - start)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# eval, render, info
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    run = Path(args.run)
+    cfg, info = _run_paths(run)
+    device = resolve_device(args.device or cfg.device)
+    grid, metadata = _load_run_grid(run, device)
+    data = _load_data(_data_dir(args.data, info, run).resolve(), cfg)
+    split = data.test if args.split == "test" else data.train
+    with sigterm_as_interrupt():
+        try:
+            result = _evaluate(grid, cfg, split, args.test_views, None, args.sink, int(metadata.get("step", 0)))
+        except KeyboardInterrupt:
+            raise _Interrupted(f"{run}: evaluation interrupted") from None
+    metrics_path = run / "metrics.json"
+    metrics = read_json_object(metrics_path) if metrics_path.is_file() else {}
+    metrics[args.split] = result
+    metrics["evaluated"] = now_iso()
+    write_json(metrics_path, to_json_value(metrics))
+    print(f"{args.split}: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} over {result['views']} views"
+          f" ({metrics_path})")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import math
+
+    import torch
+
+    from trainer.orbit import fit_distance, orbit_poses, pinhole_intrinsics
+    from trainer.outputs import to_uint8, write_gif, write_png
+
+    run = Path(args.run)
+    cfg, info = _run_paths(run)
+    device = resolve_device(args.device or cfg.device)
+    grid, _ = _load_run_grid(run, device)
+    render = _render_fn(grid, cfg, dc_only=args.dc_only)
+    suffix = "_dc" if args.dc_only else ""
+    out = Path(args.out) if args.out else run / (f"renders{suffix}" if args.views == "test" else f"orbit{suffix}")
+    with sigterm_as_interrupt():
+        try:
+            if args.views == "test":
+                data = _load_data(_data_dir(args.data, info, run).resolve(), cfg)
+                split = data.test
+                for i in range(len(split.paths)):
+                    write_png(out / f"test_{i:03d}.png",
+                              render(split.c2w[i], split.intrinsics[i], split.width, split.height))
+                log(f"wrote {len(split.paths)} test views to {out}")
+            else:
+                aabb = grid.aabb.detach().cpu().double()
+                fov = math.radians(args.fov)
+                size = args.size
+                poses = orbit_poses(aabb, args.frames, args.distance or fit_distance(aabb, fov), args.elevation)
+                intrinsics = pinhole_intrinsics(size, size, fov)
+                frames = []
+                for i, c2w in enumerate(poses):
+                    img = render(c2w, intrinsics, size, size)
+                    write_png(out / f"orbit_{i:03d}.png", img)
+                    frames.append(to_uint8(img))
+                write_gif(out / "orbit.gif", frames, fps=args.fps)
+                log(f"wrote {len(frames)} orbit views and orbit.gif to {out}")
+        except KeyboardInterrupt:
+            raise _Interrupted(f"{out}: rendering interrupted") from None
+    del torch
+    return 0
+
+
+def _run_summary(run: Path) -> dict[str, Any]:
+    summary: dict[str, Any] = {"run": str(run)}
+    for name in ("config", "run", "metrics"):
+        path = run / f"{name}.json"
+        if path.is_file():
+            summary[name] = read_json_object(path)
+    if "metrics" in summary:
+        for split in ("test", "train"):
+            if isinstance(summary["metrics"].get(split), dict):
+                summary["metrics"][split].pop("per_view", None)
+    checkpoint = run / "checkpoint.pt"
+    if checkpoint.is_file():
+        summary["checkpoint"] = {"path": str(checkpoint), "bytes": checkpoint.stat().st_size,
+                                 "modified": datetime.fromtimestamp(checkpoint.stat().st_mtime, UTC)
+                                 .strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if (run / "grid.npz").is_file():
+        summary["grid"] = grid_summary(load_grid(run / "grid.npz"))
+    if len(summary) == 1:
+        raise UsageError(f"{run}: not a run directory (no config.json, metrics.json or grid.npz)")
+    return summary
+
+
+def _print_summary(summary: dict[str, Any], indent: str = "") -> None:
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print_summary(value, indent + "  ")
+        else:
+            text = f"{value:.6g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, list) else value
+            print(f"{indent}{key}: {text}")
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if path.is_dir():
+        summary = _run_summary(path)
+    elif path.is_file():
+        summary = {"file": str(path), **grid_summary(load_grid(path))}
+    else:
+        raise UsageError(f"{path}: no such file or directory")
+    if args.json:
+        print(json.dumps(to_json_value(summary), indent=2))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _TrainingFailed(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m trainer", description="Plenoxels trainer (see docs/CONTRACTS.md).")
+    p.add_argument("--version", action="version", version=f"blender_plenox trainer {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def progress_and_device(q: argparse.ArgumentParser, default_progress: str) -> None:
+        q.add_argument("--progress", choices=("bar", "json", "none"), default=default_progress,
+                       help="bar: tqdm on stderr; json: contract-3 events on stdout; none")
+        q.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+
+    t = sub.add_parser("train", help="train a grid on a dataset directory")
+    t.add_argument("--data", help="dataset directory (contract 1); with --resume, default: the run's")
+    t.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
+    t.add_argument("--preset", help="fast | default | quality | tiny (default: default)")
+    t.add_argument("--config", help="JSON file of config keys, applied over the preset")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, typed by the field (repeatable)")
+    t.add_argument("--resume", action="store_true", help="continue OUT from its checkpoint and config.json")
+    t.add_argument("--force", action="store_true", help="train into an existing OUT, replacing its results")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--downscale", type=int)
+    t.add_argument("--test-views", type=int, default=0, help="evaluate at most N test views (0: all)")
+    progress_and_device(t, "bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="re-evaluate a run's grid.npz on its dataset, updating metrics.json")
+    e.add_argument("--run", required=True)
+    e.add_argument("--data", help="default: the run's dataset")
+    e.add_argument("--split", choices=("test", "train"), default="test")
+    e.add_argument("--test-views", type=int, default=0, help="evaluate at most N views (0: all)")
+    progress_and_device(e, "none")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("render", help="render a run's grid from the test poses or on an orbit")
+    r.add_argument("--run", required=True)
+    r.add_argument("--views", choices=("test", "orbit"), default="test")
+    r.add_argument("--frames", type=int, default=60, help="orbit frames")
+    r.add_argument("--size", type=int, default=256, help="orbit image side in pixels")
+    r.add_argument("--fov", type=float, default=40.0, help="orbit horizontal field of view, degrees")
+    r.add_argument("--elevation", type=float, default=30.0, help="orbit elevation above the box centre, degrees")
+    r.add_argument("--distance", type=float, help="orbit radius (default: the box's bounding sphere fills the view)")
+    r.add_argument("--fps", type=float, default=20.0, help="orbit.gif frame rate")
+    r.add_argument("--dc-only", action="store_true", help="view-independent colour (what Blender shows)")
+    r.add_argument("--data", help="for --views test; default: the run's dataset")
+    r.add_argument("--out", help="default: RUN/renders (test) or RUN/orbit")
+    progress_and_device(r, "none")
+    r.set_defaults(func=cmd_render)
+
+    i = sub.add_parser("info", help="summarise a grid file or a run directory")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    i.set_defaults(func=cmd_info, progress="none")
+    return p
+
+
+def _positive(args: argparse.Namespace) -> None:
+    for name in ("frames", "size", "downscale", "fps"):
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name}: must be positive, got {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    args.sink = make_sink(args.progress)
+
+    def fail(code: int, message: str) -> int:
+        close = getattr(args.sink, "close", None)
+        if close is not None:
+            close()
+        line = " ".join(message.split("\n")).strip() or "unknown error"
+        if args.progress == "json":
+            args.sink.emit("error", message=line, code=code)
+        print(f"error: {line}", file=sys.stderr, flush=True)
+        return code
+
+    from trainer.checkpoint import CheckpointError
+
+    try:
+        _positive(args)
+        return int(args.func(args))
+    except _Interrupted as e:
+        return fail(EXIT_INTERRUPTED, str(e))
+    except KeyboardInterrupt:
+        return fail(EXIT_INTERRUPTED, "interrupted")
+    except _TrainingFailed as e:
+        return fail(EXIT_TRAINING, str(e))
+    except (UsageError, ConfigError, GridFileError, CheckpointError) as e:
+        return fail(EXIT_BAD_INPUT, str(e))
+    except ValueError as e:
+        from trainer.data import DatasetError
+
+        if isinstance(e, DatasetError):
+            return fail(EXIT_BAD_INPUT, str(e))
+        return _unexpected(fail, e)
+    except Exception as e:  # noqa: BLE001 -- anything else fails the run: one line, traceback on request
+        return _unexpected(fail, e)
+
+
+def _unexpected(fail: Any, e: BaseException) -> int:
+    if os.environ.get("TRAINER_DEBUG"):
+        traceback.print_exc()
+    first = str(e).splitlines()[0] if str(e) else ""
+    return fail(EXIT_TRAINING, f"{type(e).__name__}: {first} (set TRAINER_DEBUG=1 for a traceback)")

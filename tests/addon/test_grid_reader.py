@@ -112,12 +112,13 @@ def test_non_npz_bytes_and_pickled_arrays_are_refused(tmp_path):
     assert zipfile.is_zipfile(good)
 
 
-def test_shared_fixture_reads_if_the_trainer_side_wrote_one():
-    from pathlib import Path
-
-    fixtures = sorted((Path(__file__).parents[1] / "fixtures").glob("*grid*.npz"))
-    if not fixtures:
-        pytest.skip("no shared grid fixture in tests/fixtures yet")
-    for path in fixtures:
-        g = read_grid(path)
-        assert g.coords.shape[0] == g.density.shape[0] == g.sh.shape[0]
+def test_shared_fixture_grid_reads_with_documented_positions_and_colours(fixture_grid):
+    g = read_grid(fixture_grid)
+    pts = dict(zip(map(tuple, g.coords.tolist()), g.sample_points()))
+    np.testing.assert_allclose(pts[(0, 0, 0)], [-0.75, -1.6, -2.5])
+    np.testing.assert_allclose(pts[(3, 4, 5)], [0.75, 1.6, 2.5])
+    colours = dict(zip(map(tuple, g.coords.tolist()), g.dc_color()))
+    np.testing.assert_allclose(colours[(0, 0, 0)], [1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(colours[(1, 2, 3)], [0, 0, 1], atol=1e-6)
+    dens = dict(zip(map(tuple, g.coords.tolist()), g.density))
+    assert dens[(3, 4, 5)] == 2.5 and g.sh_degree == 1

@@ -1,0 +1,65 @@
+"""Grid file → VDB file → Volume object, in that order, so a bad file never reaches the scene."""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import dataclass
+
+import bpy
+
+from ..io.grid_reader import read_grid
+from ..io.vdb_arrays import ColorSpace, build_vdb_arrays
+from .vdb_writer import write_vdb
+from .volume_object import create_or_update
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    obj: bpy.types.Object
+    vdb_path: str
+    active_voxels: int
+    resolution: tuple[int, int, int]
+    seconds: float
+
+
+def vdb_path_for(grid_path: str) -> str:
+    """A fresh file name per import beside the grid: Blender caches volume files by path, so
+    rewriting the same path would show the old grids."""
+    stem, _ = os.path.splitext(os.path.abspath(grid_path))
+    return f"{stem}.{time.time_ns() // 1_000_000}.vdb"
+
+
+def _remove_stale(grid_path: str, keep: str) -> None:
+    stem, _ = os.path.splitext(os.path.abspath(grid_path))
+    for old in glob.glob(glob.escape(stem) + ".*.vdb"):
+        if os.path.abspath(old) != os.path.abspath(keep):
+            try:
+                os.remove(old)
+            except OSError:
+                pass  # still open elsewhere (Windows): a later import cleans it up
+
+
+def import_grid(
+    scene: bpy.types.Scene,
+    grid_path: str,
+    object_name: str = "Plenoxels",
+    multiplier: float = 1.0,
+    threshold: float = 0.0,
+    min_density: float = 0.0,
+    color_space: ColorSpace = "LINEAR",
+) -> ImportResult:
+    """Reads a contract-4 grid and shows it as the Volume object `object_name` (replacing its data).
+
+    Raises GridFileError (one line) for a bad file, before anything in the scene changes.
+    """
+    start = time.perf_counter()
+    grid_path = os.path.abspath(bpy.path.abspath(grid_path))
+    grid = read_grid(grid_path)
+    arrays = build_vdb_arrays(grid, min_density=min_density, color_space=color_space)
+    vdb_path = write_vdb(arrays, vdb_path_for(grid_path), {"source": grid_path, "color_space": color_space})
+    obj = create_or_update(scene, object_name, vdb_path, grid_path, multiplier, threshold)
+    _remove_stale(grid_path, vdb_path)
+    res = tuple(int(v) for v in grid.resolution)
+    return ImportResult(obj, vdb_path, arrays.active_voxels, res, time.perf_counter() - start)  # type: ignore[arg-type]

@@ -5,23 +5,27 @@ from __future__ import annotations
 import bpy
 
 from .capture.sources import rig_collection
+from .properties import capture_settings, scene_of
 
 
-class PlenoxPanel:
+class PlenoxPanel(bpy.types.Panel):
+    """Base of the tab's panels (never registered itself)."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Reconstruct"
 
 
-class VIEW3D_PT_plenox_capture(PlenoxPanel, bpy.types.Panel):
+class VIEW3D_PT_plenox_capture(PlenoxPanel):
     bl_idname = "VIEW3D_PT_plenox_capture"
     bl_label = "Capture"
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
+        assert layout is not None
         layout.use_property_split = True
         layout.use_property_decorate = False
-        s = context.scene.plenox.capture
+        s = capture_settings(context)
 
         layout.prop(s, "source")
         layout.prop(s, "target")
@@ -37,7 +41,7 @@ class VIEW3D_PT_plenox_capture(PlenoxPanel, bpy.types.Panel):
             row = layout.row(align=True)
             row.operator("plenox.rig_preview", icon="CAMERA_DATA")
             sub = row.row(align=True)
-            sub.enabled = rig_collection(context.scene) is not None
+            sub.enabled = rig_collection(scene_of(context)) is not None
             sub.operator("plenox.rig_remove", icon="TRASH", text="")
         elif s.source == "COLLECTION":
             layout.prop(s, "camera_collection")
@@ -71,21 +75,23 @@ class VIEW3D_PT_plenox_capture(PlenoxPanel, bpy.types.Panel):
             layout.label(text=s.status)
 
 
-class VIEW3D_PT_plenox_train(PlenoxPanel, bpy.types.Panel):
+class VIEW3D_PT_plenox_train(PlenoxPanel):
     bl_idname = "VIEW3D_PT_plenox_train"
     bl_label = "Train"
 
     def draw(self, context: bpy.types.Context) -> None:
+        assert self.layout is not None
         self.layout.label(text="Train a Plenoxel grid on the captured dataset")
 
 
-class VIEW3D_PT_plenox_import(PlenoxPanel, bpy.types.Panel):
+class VIEW3D_PT_plenox_import(PlenoxPanel):
     bl_idname = "VIEW3D_PT_plenox_import"
     bl_label = "Import"
 
     def draw(self, context: bpy.types.Context) -> None:
+        assert self.layout is not None
         self.layout.label(text="Import a trained grid as a Volume object")
 
 
 classes = (VIEW3D_PT_plenox_capture, VIEW3D_PT_plenox_train, VIEW3D_PT_plenox_import)
-register, unregister = bpy.utils.register_classes_factory(classes)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # the 4.2 stubs declare it as returning None

@@ -40,6 +40,8 @@ class PlenoxPreferences(bpy.types.AddonPreferences):
 
 def get_preferences(context: bpy.types.Context) -> PlenoxPreferences | None:
     """The add-on's preferences, or None when it was registered without being enabled (scripts, tests)."""
+    if context.preferences is None:
+        return None
     addon = context.preferences.addons.get(PACKAGE)
     return addon.preferences if addon is not None else None  # type: ignore[return-value]
 
@@ -56,4 +58,4 @@ def trainer_python(context: bpy.types.Context) -> str:
 
 
 classes = (PlenoxPreferences,)
-register, unregister = bpy.utils.register_classes_factory(classes)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # the 4.2 stubs declare it as returning None

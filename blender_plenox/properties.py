@@ -3,6 +3,8 @@ stage (capture here; train and import settings are added beside it)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import bpy
 from bpy.props import (
     BoolProperty,
@@ -151,13 +153,33 @@ class PlenoxSettings(bpy.types.PropertyGroup):
     )
 
 
+def scene_of(context: bpy.types.Context) -> bpy.types.Scene:
+    scene = context.scene
+    if scene is None:
+        raise RuntimeError("blender_plenox needs an active scene")
+    return scene
+
+
+def view_layer_of(context: bpy.types.Context) -> bpy.types.ViewLayer:
+    view_layer = context.view_layer
+    if view_layer is None:
+        raise RuntimeError("blender_plenox needs an active view layer")
+    return view_layer
+
+
+def capture_settings(context: bpy.types.Context) -> PlenoxCaptureSettings:
+    return scene_of(context).plenox.capture  # type: ignore[attr-defined,no-any-return]
+
+
 classes = (PlenoxCaptureSettings, PlenoxSettings)
-_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+_register_classes: Callable[[], None]
+_unregister_classes: Callable[[], None]
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # the 4.2 stubs declare it as returning None
 
 
 def register() -> None:
     _register_classes()
-    bpy.types.Scene.plenox = PointerProperty(  # type: ignore[attr-defined]
+    bpy.types.Scene.plenox = PointerProperty(  # type: ignore[attr-defined,func-returns-value]
         name="Plenox", description="blender_plenox settings", type=PlenoxSettings,
     )
 

@@ -11,29 +11,34 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import bpy
+import numpy as np
 
 from ..io.dataset_writer import DatasetWriter, aabb_with_margin, prepare_directory
 from ..preferences import default_output_dir
+from ..properties import PlenoxCaptureSettings, scene_of, view_layer_of
 from ..utils.camera_math import Intrinsics, camera_to_world, intrinsics
 from .scene_state import SceneState
 from .sources import View, list_views
 from .targets import CaptureError, target_objects, world_corners
 
 
-def dataset_dir(context: bpy.types.Context, settings: bpy.types.PropertyGroup) -> Path:
+def dataset_dir(context: bpy.types.Context, settings: PlenoxCaptureSettings) -> Path:
     if settings.output_dir:
         path = bpy.path.abspath(settings.output_dir)
         if path.startswith("//"):
             raise CaptureError("the dataset folder is relative to an unsaved blend file: save it or pick a folder")
         return Path(path)
-    return Path(default_output_dir(context)) / bpy.path.clean_name(context.scene.name) / "dataset"
+    return Path(default_output_dir(context)) / bpy.path.clean_name(scene_of(context).name) / "dataset"
 
 
 def camera_intrinsics(scene: bpy.types.Scene, camera: bpy.types.Object) -> Intrinsics:
     """Intrinsics of `camera` under the scene's current render settings."""
     data = camera.data
+    if not isinstance(data, bpy.types.Camera):
+        raise CaptureError(f"{camera.name}: not a camera")
     r = scene.render
     return intrinsics(
         lens_mm=data.lens,
@@ -50,7 +55,7 @@ def camera_intrinsics(scene: bpy.types.Scene, camera: bpy.types.Object) -> Intri
     )
 
 
-def _apply_render_settings(scene: bpy.types.Scene, settings: bpy.types.PropertyGroup) -> None:
+def _apply_render_settings(scene: bpy.types.Scene, settings: PlenoxCaptureSettings) -> None:
     r = scene.render
     r.resolution_x = settings.resolution_x
     r.resolution_y = settings.resolution_y
@@ -64,16 +69,17 @@ def _apply_render_settings(scene: bpy.types.Scene, settings: bpy.types.PropertyG
     image.color_mode = "RGBA"
     image.color_depth = "8"
     if settings.engine == "CYCLES":
-        r.engine = "CYCLES"
-        scene.cycles.device = "CPU"
-        scene.cycles.samples = settings.samples
-        scene.cycles.use_denoising = settings.use_denoising
+        r.engine = "CYCLES"  # type: ignore[assignment]  # the 4.2 stubs list only built-in engines
+        cycles: Any = scene.cycles  # registered by the Cycles add-on, untyped in the stubs
+        cycles.device = "CPU"
+        cycles.samples = settings.samples
+        cycles.use_denoising = settings.use_denoising
 
 
 class CaptureSession:
-    def __init__(self, context: bpy.types.Context, settings: bpy.types.PropertyGroup) -> None:
-        self.scene = context.scene
-        self.view_layer = context.view_layer
+    def __init__(self, context: bpy.types.Context, settings: PlenoxCaptureSettings) -> None:
+        self.scene = scene_of(context)
+        self.view_layer = view_layer_of(context)
         self.settings = settings
         self.root = dataset_dir(context, settings)
         objects = target_objects(context, settings.target)
@@ -115,7 +121,7 @@ class CaptureSession:
         bpy.ops.render.render(write_still=True, scene=scene.name)
         # read the pose after frame_set: animated cameras move with the frame
         self.writer.add_view(
-            camera_to_world(camera_matrix_world(camera)),
+            camera_to_world(np.array(camera.matrix_world)),
             camera_intrinsics(scene, camera),
             extra={"camera": camera.name, "frame": view.frame},
         )
@@ -137,13 +143,9 @@ class CaptureSession:
         return f"{what} {train} train + {test} test views in {self.root} ({self.elapsed():.1f} s)"
 
 
-def camera_matrix_world(camera: bpy.types.Object) -> list[list[float]]:
-    return [list(row) for row in camera.matrix_world]
-
-
 def run_blocking(
     context: bpy.types.Context,
-    settings: bpy.types.PropertyGroup,
+    settings: PlenoxCaptureSettings,
     report: Callable[[CaptureSession, str], None] | None = None,
 ) -> CaptureSession:
     """Capture every view without returning to the event loop (background mode, scripts, batch)."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import bpy
-import numpy as np
 from mathutils import Matrix
 
 from ..utils import rig
 from ..utils.camera_math import check_camera_type
+from ..properties import PlenoxCaptureSettings, scene_of
 from .targets import CaptureError, target_objects, world_corners
 
 RIG_COLLECTION = "Plenox Rig"
@@ -44,10 +44,10 @@ def remove_rig(scene: bpy.types.Scene) -> int:
     return count
 
 
-def build_rig(context: bpy.types.Context, settings: bpy.types.PropertyGroup) -> bpy.types.Collection:
+def build_rig(context: bpy.types.Context, settings: PlenoxCaptureSettings) -> bpy.types.Collection:
     """(Re)create the rig cameras around the target objects, framed to fit; the same settings and
     seed give the same rig."""
-    scene = context.scene
+    scene = scene_of(context)
     center, radius = rig.bounding_sphere(world_corners(target_objects(context, settings.target)))
     w, h = settings.resolution_x, settings.resolution_y
     # AUTO sensor fit puts the 36 mm across the longer side; the shorter side limits the framing.
@@ -85,9 +85,9 @@ def _cameras_sorted(objects: list[bpy.types.Object]) -> list[bpy.types.Object]:
     return sorted((obj for obj in objects if obj.type == "CAMERA"), key=lambda obj: obj.name)
 
 
-def list_views(context: bpy.types.Context, settings: bpy.types.PropertyGroup) -> list[View]:
+def list_views(context: bpy.types.Context, settings: PlenoxCaptureSettings) -> list[View]:
     """The views to render, in order; refuses cameras that are not perspective."""
-    scene = context.scene
+    scene = scene_of(context)
     if settings.source == "RIG":
         # Rebuilt every time (it is deterministic), so settings changed after a preview still count.
         coll = build_rig(context, settings)
@@ -108,12 +108,11 @@ def list_views(context: bpy.types.Context, settings: bpy.types.PropertyGroup) ->
             raise CaptureError(f"frame range {start}–{end} is empty")
         views = [View(scene.camera.name, f) for f in range(start, end + 1, settings.frame_step)]
     for name in sorted({v.camera for v in views}):
+        data = bpy.data.objects[name].data
+        assert isinstance(data, bpy.types.Camera)
         try:
-            check_camera_type(bpy.data.objects[name].data.type, name)
+            check_camera_type(data.type, name)
         except ValueError as err:
             raise CaptureError(str(err)) from None
     return views
 
-
-def camera_matrix(obj: bpy.types.Object) -> np.ndarray:
-    return np.array(obj.matrix_world, dtype=np.float64)

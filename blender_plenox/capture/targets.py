@@ -6,6 +6,8 @@ import bpy
 import numpy as np
 import numpy.typing as npt
 
+from ..properties import view_layer_of
+
 # Object types with geometry that renders; cameras, lights, empties and the like only steer the render.
 RENDERABLE = {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME", "GPENCIL", "GREASEPENCIL", "POINTCLOUD", "CURVES"}
 
@@ -15,7 +17,7 @@ class CaptureError(RuntimeError):
 
 
 def target_objects(context: bpy.types.Context, target: str) -> list[bpy.types.Object]:
-    view_layer = context.view_layer
+    view_layer = view_layer_of(context)
     if target == "SELECTED":
         objects = [obj for obj in view_layer.objects if obj.select_get(view_layer=view_layer)]
         objects = [obj for obj in objects if obj.type in RENDERABLE]

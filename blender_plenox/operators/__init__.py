@@ -7,4 +7,4 @@ import bpy
 from . import capture
 
 classes = (*capture.classes,)
-register, unregister = bpy.utils.register_classes_factory(classes)
+register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # the 4.2 stubs declare it as returning None

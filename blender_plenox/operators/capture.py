@@ -3,17 +3,23 @@ views written; blocking in background mode), preview the rig, and remove it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 
 from ..capture.session import CaptureSession, run_blocking
 from ..capture.sources import build_rig, remove_rig
 from ..capture.targets import CaptureError
+from ..properties import PlenoxCaptureSettings, capture_settings, scene_of
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
+else:
+    OperatorReturnItems = str
 
 
-def _settings(context: bpy.types.Context) -> Any:
-    return context.scene.plenox.capture
+def _settings(context: bpy.types.Context) -> PlenoxCaptureSettings:
+    return capture_settings(context)
 
 
 class PLENOX_OT_capture(bpy.types.Operator):
@@ -31,7 +37,7 @@ class PLENOX_OT_capture(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return context.scene is not None and not _settings(context).running
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         settings = _settings(context)
         try:
             session = run_blocking(context, settings)
@@ -44,7 +50,7 @@ class PLENOX_OT_capture(bpy.types.Operator):
         self.report({"INFO"}, settings.status)
         return {"FINISHED"}
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
         if bpy.app.background:  # no event loop: a modal operator would never get its timer
             return self.execute(context)
         settings = _settings(context)
@@ -58,27 +64,29 @@ class PLENOX_OT_capture(bpy.types.Operator):
         settings.progress = 0.0
         settings.status = f"rendering 0 / {self._session.total}"
         wm = context.window_manager
+        assert wm is not None
         wm.progress_begin(0, self._session.total)
         self._timer = wm.event_timer_add(0.05, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
         session = self._session
         assert session is not None
         if event.type == "ESC":
             return self._stop(context, cancelled=True)
-        if event.type != "TIMER" or event.timer is not self._timer:
+        if event.type != "TIMER":
             return {"PASS_THROUGH"}
         try:
             session.render_next()
-        except Exception as err:  # a failed render must still give the scene back
+        except Exception as err:  # noqa: BLE001  # a failed render must still give the scene back
             self.report({"ERROR"}, f"capture failed at view {session.index + 1}: {err}")
             return self._stop(context, cancelled=True)
         settings = _settings(context)
         settings.progress = session.index / session.total
         settings.status = f"rendering {session.index} / {session.total}"
-        context.window_manager.progress_update(session.index)
+        if context.window_manager is not None:
+            context.window_manager.progress_update(session.index)
         for area in context.screen.areas if context.screen else ():
             if area.type == "VIEW_3D":
                 area.tag_redraw()
@@ -86,10 +94,11 @@ class PLENOX_OT_capture(bpy.types.Operator):
             return self._stop(context, cancelled=False)
         return {"RUNNING_MODAL"}
 
-    def _stop(self, context: bpy.types.Context, cancelled: bool) -> set[str]:
+    def _stop(self, context: bpy.types.Context, cancelled: bool) -> set[OperatorReturnItems]:
         session = self._session
         assert session is not None
         wm = context.window_manager
+        assert wm is not None
         wm.event_timer_remove(self._timer)
         wm.progress_end()
         session.finish()
@@ -109,7 +118,7 @@ class PLENOX_OT_rig_preview(bpy.types.Operator):
     bl_label = "Preview Rig"
     bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         try:
             coll = build_rig(context, _settings(context))
         except CaptureError as err:
@@ -126,8 +135,8 @@ class PLENOX_OT_rig_remove(bpy.types.Operator):
     bl_label = "Remove Rig"
     bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        count = remove_rig(context.scene)
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        count = remove_rig(scene_of(context))
         self.report({"INFO"}, f"removed {count} rig cameras")
         return {"FINISHED"}
 

@@ -1,0 +1,170 @@
+"""Headless capture, with the same settings as the Reconstruct panel.
+
+    blender -b scene.blend --python blender_plenox/batch.py -- --out DIR --views 100 [...]
+    python blender_plenox/batch.py --blend scene.blend -- --out DIR --views 100 [...]   (bpy module)
+
+`--help` lists every option; each one is a property of the panel's capture settings, with the panel's
+tooltip and default. Exit code 0 on success, 2 for bad input (nothing rendered), 1 when rendering failed
+part-way (the views written are kept), with a one-line `error: ...` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+# Inside the Blender executable bpy is loaded before any script runs; under plain Python it is not.
+IN_BLENDER_EXECUTABLE = "bpy" in sys.modules
+
+# option name → capture-settings property (the panel's); types, choices, help and defaults come from RNA
+CAPTURE_OPTIONS = {
+    "source": "source",
+    "target": "target",
+    "views": "rig_views",
+    "layout": "rig_layout",
+    "seed": "rig_seed",
+    "fit": "rig_fit",
+    "lens": "rig_lens",
+    "radius": "rig_radius",
+    "fill": "rig_fill",
+    "collection": "camera_collection",
+    "scene-frames": "use_scene_frames",
+    "frame-start": "frame_start",
+    "frame-end": "frame_end",
+    "frame-step": "frame_step",
+    "test-every": "test_every",
+    "width": "resolution_x",
+    "height": "resolution_y",
+    "percentage": "resolution_percentage",
+    "engine": "engine",
+    "samples": "samples",
+    "denoise": "use_denoising",
+    "margin": "aabb_margin",
+    "out": "output_dir",
+    "overwrite": "overwrite",
+}
+
+
+def script_argv(argv: list[str]) -> list[str]:
+    """The script's own arguments: everything after `--` inside Blender (the rest is Blender's); under
+    plain Python all arguments, with a separating `--` dropped."""
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[i + 1 :] if IN_BLENDER_EXECUTABLE else argv[1:i] + argv[i + 1 :]
+    return [] if IN_BLENDER_EXECUTABLE else argv[1:]
+
+
+def import_addon() -> ModuleType:
+    """The add-on package this script belongs to, importable when the script is run by path."""
+    if __package__:
+        return importlib.import_module(__package__)
+    package_dir = Path(__file__).resolve().parent
+    if str(package_dir.parent) not in sys.path:
+        sys.path.insert(0, str(package_dir.parent))
+    return importlib.import_module(package_dir.name)
+
+
+def _add_rna_option(parser: argparse.ArgumentParser, option: str, prop: Any) -> None:
+    flag = f"--{option}"
+    help_text = prop.description.replace("%", "%%")
+    dest = option.replace("-", "_")
+    if prop.type == "BOOLEAN":
+        parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                            help=f"{help_text} (default: {'on' if prop.default else 'off'})")
+    elif prop.type == "ENUM":
+        choices = [item.identifier.lower() for item in prop.enum_items]
+        parser.add_argument(flag, dest=dest, choices=choices, default=None,
+                            help=f"{help_text} (default: {prop.default.lower()})")
+    elif prop.type in {"INT", "FLOAT"}:
+        parser.add_argument(flag, dest=dest, type=int if prop.type == "INT" else float, default=None,
+                            metavar="N", help=f"{help_text} (default: {prop.default:g})")
+    elif prop.type == "POINTER":
+        parser.add_argument(flag, dest=dest, metavar="NAME", default=None, help=f"{help_text} (by name)")
+    else:
+        parser.add_argument(flag, dest=dest, metavar="DIR", default=None, help=help_text)
+
+
+def build_parser(settings_type: Any) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batch.py",
+        description="Capture posed renders of a Blender scene into a NeRF-synthetic dataset "
+        "(blender_plenox). Run as `blender -b scene.blend --python batch.py -- OPTIONS` or "
+        "`python batch.py --blend scene.blend -- OPTIONS`.",
+    )
+    parser.add_argument("--blend", metavar="FILE", help="Blend file to open (optional inside Blender)")
+    group = parser.add_argument_group("capture (the Reconstruct panel's Capture settings)")
+    rna = settings_type.bl_rna.properties
+    for option, name in CAPTURE_OPTIONS.items():
+        _add_rna_option(group, option, rna[name])  # type: ignore[arg-type]
+    return parser
+
+
+def apply_settings(args: argparse.Namespace, settings: Any, bpy: Any) -> None:
+    """Copy the options given on the command line onto the scene's capture settings."""
+    rna = settings.bl_rna.properties
+    for option, name in CAPTURE_OPTIONS.items():
+        value = getattr(args, option.replace("-", "_"))
+        if value is None:
+            continue
+        prop = rna[name]
+        if prop.type == "ENUM":
+            value = value.upper()
+        elif prop.type == "POINTER":
+            found = bpy.data.collections.get(value)
+            if found is None:
+                raise ValueError(f"--{option}: no collection named {value!r}")
+            value = found
+        elif prop.type == "STRING" and prop.subtype == "DIR_PATH":
+            value = str(Path(value).resolve())
+        setattr(settings, name, value)
+    if args.out is None:
+        raise ValueError("--out: the dataset folder is required")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = script_argv(sys.argv if argv is None else argv)
+    import bpy
+
+    addon = import_addon()
+    addon.register()  # the options are read from the registered settings' RNA
+    from_props = importlib.import_module(f"{addon.__name__}.properties")
+    parser = build_parser(from_props.PlenoxCaptureSettings)
+    args = parser.parse_args(argv)  # exits 0 for --help, 2 for bad options
+
+    session_mod = importlib.import_module(f"{addon.__name__}.capture.session")
+    targets = importlib.import_module(f"{addon.__name__}.capture.targets")
+    try:
+        if args.blend:
+            if not Path(args.blend).is_file():
+                raise ValueError(f"{args.blend}: no such blend file")
+            bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
+        settings = from_props.capture_settings(bpy.context)
+        apply_settings(args, settings, bpy)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    start = time.monotonic()
+
+    def report(session: Any, path: str) -> None:
+        print(f"[{session.index}/{session.total}] {path} ({time.monotonic() - start:.1f} s)", flush=True)
+
+    try:
+        session = session_mod.run_blocking(bpy.context, settings, report)
+    except targets.CaptureError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001  # any render failure becomes the documented exit code
+        print(f"error: capture: {err}", file=sys.stderr)
+        return 1
+    print(session.summary(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

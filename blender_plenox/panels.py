@@ -75,22 +75,92 @@ class VIEW3D_PT_plenox_capture(PlenoxPanel):
             layout.label(text=s.status)
 
 
-class VIEW3D_PT_plenox_train(PlenoxPanel):
+class VIEW3D_PT_plenox_train(PlenoxPanel, bpy.types.Panel):
     bl_idname = "VIEW3D_PT_plenox_train"
     bl_label = "Train"
 
     def draw(self, context: bpy.types.Context) -> None:
-        assert self.layout is not None
-        self.layout.label(text="Train a Plenoxel grid on the captured dataset")
+        from .operators.train import active_process
+
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        s = context.scene.plenox.train
+        running = active_process() is not None
+        col = layout.column()
+        col.enabled = not running
+        col.prop(s, "data_dir")
+        col.prop(s, "output_dir")
+        col.prop(s, "preset")
+        col.prop(s, "device")
+        col.prop(s, "use_overrides")
+        if s.use_overrides:
+            sub = col.column(align=True)
+            sub.prop(s, "final_resolution")
+            sub.prop(s, "steps")
+            sub.prop(s, "prune_weight")
+            sub.prop(s, "tv_sigma")
+            sub.prop(s, "tv_sh")
+            sub.prop(s, "sparsity")
+        col.prop(s, "live_preview")
+        if s.live_preview:
+            col.prop(s, "snapshot_every")
+        col.prop(s, "import_when_done")
+        row = col.row()
+        row.prop(s, "resume")
+        row.prop(s, "overwrite")
+
+        layout.use_property_split = False
+        if running:
+            layout.progress(factor=s.progress, text=s.status)
+            layout.operator("plenox.train_cancel", icon="CANCEL")
+        else:
+            row = layout.row(align=True)
+            row.operator("plenox.train", icon="PLAY")
+            row.operator("plenox.check_python", icon="CONSOLE", text="")
+            if s.status:
+                layout.label(text=s.status)
+            if s.can_resume and not s.resume:
+                layout.label(text="Tick Resume to continue from the checkpoint", icon="INFO")
+        if s.error:
+            box = layout.box()
+            for i, line in enumerate(_wrap(s.error, 60)):
+                box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
+        if s.log_path:
+            layout.label(text=f"Log: {s.log_path}", icon="TEXT")
 
 
-class VIEW3D_PT_plenox_import(PlenoxPanel):
+def _wrap(text: str, width: int) -> list[str]:
+    """Panel labels do not wrap: split a long message into lines at spaces."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + len(word) < width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+class VIEW3D_PT_plenox_import(PlenoxPanel, bpy.types.Panel):
     bl_idname = "VIEW3D_PT_plenox_import"
     bl_label = "Import"
 
     def draw(self, context: bpy.types.Context) -> None:
-        assert self.layout is not None
-        self.layout.label(text="Import a trained grid as a Volume object")
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        s = context.scene.plenox.import_settings
+        layout.prop(s, "grid_path")
+        layout.prop(s, "object_name")
+        layout.prop(s, "color_space")
+        layout.prop(s, "min_density")
+        col = layout.column(align=True)
+        col.prop(s, "density_multiplier")
+        col.prop(s, "threshold")
+        layout.use_property_split = False
+        layout.operator("plenox.import_volume", icon="IMPORT")
+        if s.status:
+            layout.label(text=s.status)
 
 
 classes = (VIEW3D_PT_plenox_capture, VIEW3D_PT_plenox_train, VIEW3D_PT_plenox_import)

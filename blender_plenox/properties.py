@@ -15,6 +15,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from .properties_train import PlenoxImportSettings, PlenoxTrainSettings
+
 SOURCE_ITEMS = [
     ("RIG", "Generated Rig", "Cameras spread evenly on a sphere around the objects, framed to fit"),
     ("COLLECTION", "Camera Collection", "Every camera in a chosen collection"),
@@ -151,6 +153,12 @@ class PlenoxSettings(bpy.types.PropertyGroup):
     capture: PointerProperty(  # type: ignore[valid-type]
         name="Capture", description="How views are captured", type=PlenoxCaptureSettings,
     )
+    train: PointerProperty(  # type: ignore[valid-type]
+        name="Train", description="How the trainer is run", type=PlenoxTrainSettings,
+    )
+    import_settings: PointerProperty(  # type: ignore[valid-type]
+        name="Import", description="How a trained grid is imported", type=PlenoxImportSettings,
+    )
 
 
 def scene_of(context: bpy.types.Context) -> bpy.types.Scene:
@@ -171,7 +179,7 @@ def capture_settings(context: bpy.types.Context) -> PlenoxCaptureSettings:
     return scene_of(context).plenox.capture  # type: ignore[attr-defined,no-any-return]
 
 
-classes = (PlenoxCaptureSettings, PlenoxSettings)
+classes = (PlenoxCaptureSettings, PlenoxTrainSettings, PlenoxImportSettings, PlenoxSettings)
 _register_classes: Callable[[], None]
 _unregister_classes: Callable[[], None]
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # the 4.2 stubs declare it as returning None

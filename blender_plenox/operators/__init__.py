@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import bpy
 
-from . import capture
+from . import capture, import_volume, train
 
-classes = (*capture.classes,)
-register, unregister = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # the 4.2 stubs declare it as returning None
+classes = (*capture.classes, *train.classes, *import_volume.classes)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # the 4.2 stubs declare it as returning None
+
+
+def register() -> None:
+    _register_classes()
+    train.register_handlers()
+
+
+def unregister() -> None:
+    train.unregister_handlers()  # stops a running trainer: nothing outlives the add-on
+    _unregister_classes()

@@ -312,6 +312,19 @@ class TrainerProcess:
         suffix = f" (exit code {code})" if code is not None else ""
         return (lines[-1] if lines else "the trainer stopped") + suffix
 
+    def request_cancel(self) -> None:
+        """Asks the trainer to stop without waiting (the UI keeps polling until it has exited)."""
+        if self.running and self._popen is not None:
+            self.cancelled = True
+            if os.name == "nt":
+                self._popen.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+            else:
+                self._popen.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.running and self._popen is not None:
+            self._popen.kill()
+
     def cancel(self, timeout: float = 10.0) -> None:
         """Asks the trainer to stop (it checkpoints on SIGTERM), then kills it after `timeout`."""
         if not self.running or self._popen is None:
@@ -365,3 +378,26 @@ def print_progress(
             print(f"[trainer] {proc.state.summary()}", file=stream, flush=True)
 
     return show
+
+
+# Step counts of the trainer's presets (trainer/config.py), needed only to place the upsampling steps
+# when the panel overrides the final resolution without overriding the step count.
+PRESET_STEPS = {"tiny": 300, "fast": 3000, "default": 12000, "quality": 60000}
+
+
+def schedule_overrides(final_resolution: int, steps: int, preset: str) -> dict[str, object]:
+    """`--set` values for a final resolution: coarse-to-fine by halving (up to three stages, none
+    below 32), moving up after 1/8 and 5/12 of the steps as the trainer's own presets do."""
+    out: dict[str, object] = {}
+    if steps > 0:
+        out["steps"] = steps
+    if final_resolution <= 0:
+        return out
+    total = steps if steps > 0 else PRESET_STEPS.get(preset, 3000)
+    stages = [final_resolution]
+    while len(stages) < 3 and stages[0] // 2 >= 32:
+        stages.insert(0, stages[0] // 2)
+    at = {1: [], 2: [total // 3], 3: [total // 8, total * 5 // 12]}[len(stages)]
+    out["resolutions"] = stages
+    out["upsample_at"] = at
+    return out

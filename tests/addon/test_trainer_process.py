@@ -176,3 +176,21 @@ def test_candidates_follow_the_documented_order(monkeypatch, tmp_path):
 def test_child_env_drops_blenders_python_home():
     env = tp.child_env("/repo", base={"PYTHONHOME": "/blender/python", "PYTHONPATH": "/x", "PATH": "/bin"})
     assert "PYTHONHOME" not in env and env["PYTHONPATH"] == "/repo" and env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_schedule_overrides_for_a_final_resolution():
+    assert tp.schedule_overrides(0, 0, "fast") == {}
+    assert tp.schedule_overrides(0, 500, "fast") == {"steps": 500}
+    assert tp.schedule_overrides(256, 1200, "fast") == {
+        "steps": 1200,
+        "resolutions": [64, 128, 256],
+        "upsample_at": [150, 500],
+    }
+    assert tp.schedule_overrides(64, 0, "tiny") == {"resolutions": [32, 64], "upsample_at": [100]}
+    assert tp.schedule_overrides(32, 0, "fast") == {"resolutions": [32], "upsample_at": []}
+
+
+def test_schedule_matches_the_trainers_presets():
+    config = pytest.importorskip("trainer.config")
+    for name, steps in tp.PRESET_STEPS.items():
+        assert config.PRESETS[name].steps == steps

@@ -1,0 +1,74 @@
+"""Import a trained grid (contract 4) as a Volume object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+from bpy.props import StringProperty
+
+from ..io.grid_reader import GridFileError
+from ..volume.importer import ImportResult, import_grid
+
+
+def import_with_settings(context: bpy.types.Context, grid_path: str) -> ImportResult:
+    s: Any = context.scene.plenox.import_settings
+    return import_grid(
+        context.scene,
+        grid_path,
+        object_name=s.object_name or "Plenoxels",
+        multiplier=s.density_multiplier,
+        threshold=s.threshold,
+        min_density=s.min_density,
+        color_space=s.color_space,
+    )
+
+
+def show_in_viewport(context: bpy.types.Context) -> None:
+    """Volumes show their colour only with material shading: switch Solid viewports to it."""
+    screen = getattr(context, "screen", None)
+    for area in screen.areas if screen else ():
+        if area.type == "VIEW_3D":
+            for space in area.spaces:
+                if space.type == "VIEW_3D" and space.shading.type in {"SOLID", "WIREFRAME"}:
+                    space.shading.type = "MATERIAL"
+
+
+class PLENOX_OT_import_volume(bpy.types.Operator):
+    """Import a trained grid (.npz) as a Volume object in the Reconstruction collection, replacing the
+    previous one"""
+
+    bl_idname = "plenox.import_volume"
+    bl_label = "Import Grid"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: StringProperty(  # type: ignore[valid-type]
+        name="Grid File",
+        description="Grid file to import; empty: the Import panel's file or the last trained grid",
+        subtype="FILE_PATH",
+        default="",
+        options={"SKIP_SAVE"},
+    )
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings: Any = context.scene.plenox
+        path = self.filepath or settings.import_settings.grid_path or settings.train.last_grid
+        if not path:
+            self.report({"ERROR"}, "No grid file: choose one in the Import panel or train first")
+            return {"CANCELLED"}
+        try:
+            result = import_with_settings(context, bpy.path.abspath(path))
+        except (GridFileError, RuntimeError, OSError) as err:
+            settings.import_settings.status = str(err)
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        res = "x".join(map(str, result.resolution))
+        msg = f"Imported {result.active_voxels:,} voxels ({res}) in {result.seconds:.2f} s"
+        settings.import_settings.status = msg
+        if not bpy.app.background:
+            show_in_viewport(context)
+        self.report({"INFO"}, msg)
+        return {"FINISHED"}
+
+
+classes = (PLENOX_OT_import_volume,)

@@ -1,0 +1,183 @@
+"""Train and Import settings, behind `scene.plenox.train` and `scene.plenox.import_settings`."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+
+PRESET_ITEMS = [
+    ("tiny", "Tiny (tests)", "A few hundred steps at 16-32³: checks the whole pipeline in a minute or two"),
+    ("fast", "Fast (CPU preview)", "3000 steps up to 128³: minutes on a CPU"),
+    ("default", "Default", "12000 steps up to 256³"),
+    ("quality", "Quality (GPU)", "60000 steps up to 512³: for a CUDA GPU"),
+]
+DEVICE_ITEMS = [
+    ("auto", "Auto", "CUDA when the trainer's torch sees a GPU, else the CPU"),
+    ("cpu", "CPU", "Always train on the CPU"),
+    ("cuda", "CUDA", "Train on the GPU (fails when torch has no CUDA)"),
+]
+COLOR_SPACE_ITEMS = [
+    (
+        "LINEAR",
+        "Scene Linear",
+        "Convert the trained (sRGB-encoded) colours to scene-linear, so the volume "
+        "looks like the captured images under the Standard view transform",
+    ),
+    (
+        "TRAINER",
+        "Trainer Values",
+        "Keep the trainer's colour values: a render with the Raw view transform "
+        "matches the trainer's own render",
+    ),
+]
+
+
+def _update_material(self: bpy.types.PropertyGroup, context: bpy.types.Context) -> None:
+    from .volume.volume_object import find_volume_object, set_material_controls
+
+    obj = find_volume_object(context.scene, self.object_name)
+    if obj is not None and obj.active_material is not None:
+        set_material_controls(obj.active_material, self.density_multiplier, self.threshold)
+
+
+class PlenoxTrainSettings(bpy.types.PropertyGroup):
+    data_dir: StringProperty(  # type: ignore[valid-type]
+        name="Dataset",
+        description="Dataset folder to train on; empty: the Capture panel's dataset folder",
+        subtype="DIR_PATH",
+        default="",
+    )
+    output_dir: StringProperty(  # type: ignore[valid-type]
+        name="Run Folder",
+        description="Folder for the training run; empty: <default output folder>/<scene>/run",
+        subtype="DIR_PATH",
+        default="",
+    )
+    preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default="fast")  # type: ignore[valid-type]
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
+    use_overrides: BoolProperty(  # type: ignore[valid-type]
+        name="Override Preset",
+        description="Pass the values below to the trainer instead of the preset's",
+        default=False,
+    )
+    final_resolution: IntProperty(  # type: ignore[valid-type]
+        name="Final Resolution",
+        description="Grid side at the end of training; 0: the preset's",
+        default=0,
+        min=0,
+        soft_max=512,
+        max=1024,
+    )
+    steps: IntProperty(  # type: ignore[valid-type]
+        name="Steps",
+        description="Optimisation steps; 0: the preset's",
+        default=0,
+        min=0,
+        soft_max=100000,
+    )
+    prune_weight: FloatProperty(  # type: ignore[valid-type]
+        name="Pruning Threshold",
+        description="Voxels whose largest rendering weight stays below this are dropped",
+        default=0.005,
+        min=0.0,
+        max=1.0,
+        precision=4,
+        step=0.1,
+    )
+    tv_sigma: FloatProperty(  # type: ignore[valid-type]
+        name="TV Density",
+        description="Total-variation weight on density",
+        default=1e-5,
+        min=0.0,
+        precision=7,
+    )
+    tv_sh: FloatProperty(  # type: ignore[valid-type]
+        name="TV Colour",
+        description="Total-variation weight on the SH coefficients",
+        default=1e-3,
+        min=0.0,
+        precision=5,
+    )
+    sparsity: FloatProperty(  # type: ignore[valid-type]
+        name="Sparsity",
+        description="Cauchy sparsity weight on density",
+        default=1e-11,
+        min=0.0,
+        precision=12,
+    )
+    live_preview: BoolProperty(  # type: ignore[valid-type]
+        name="Live Preview",
+        description="Show the trainer's snapshots in the viewport while it runs",
+        default=True,
+    )
+    snapshot_every: IntProperty(  # type: ignore[valid-type]
+        name="Preview Every",
+        description="Steps between live-preview snapshots",
+        default=250,
+        min=10,
+    )
+    resume: BoolProperty(  # type: ignore[valid-type]
+        name="Resume",
+        description="Continue the run in the run folder from its last checkpoint",
+        default=False,
+    )
+    overwrite: BoolProperty(  # type: ignore[valid-type]
+        name="Overwrite",
+        description="Start afresh even if the run folder holds a run",
+        default=False,
+    )
+    import_when_done: BoolProperty(  # type: ignore[valid-type]
+        name="Import When Done",
+        description="Import the trained grid as a Volume object",
+        default=True,
+    )
+    # Runtime state shown by the panel.
+    running: BoolProperty(name="Running", default=False)  # type: ignore[valid-type]
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")  # type: ignore[valid-type]
+    status: StringProperty(name="Status", default="")  # type: ignore[valid-type]
+    error: StringProperty(name="Error", default="")  # type: ignore[valid-type]
+    log_path: StringProperty(name="Log", default="", subtype="FILE_PATH")  # type: ignore[valid-type]
+    last_grid: StringProperty(name="Trained Grid", default="", subtype="FILE_PATH")  # type: ignore[valid-type]
+    can_resume: BoolProperty(name="Can Resume", default=False)  # type: ignore[valid-type]
+
+
+class PlenoxImportSettings(bpy.types.PropertyGroup):
+    grid_path: StringProperty(  # type: ignore[valid-type]
+        name="Grid File",
+        description="A trained grid (.npz); empty: the last trained grid",
+        subtype="FILE_PATH",
+        default="",
+    )
+    object_name: StringProperty(  # type: ignore[valid-type]
+        name="Object",
+        description="Volume object to create or replace",
+        default="Plenoxels",
+    )
+    density_multiplier: FloatProperty(  # type: ignore[valid-type]
+        name="Density Multiplier",
+        description="Scales the density (1: the trained field exactly)",
+        default=1.0,
+        min=0.0,
+        soft_max=10.0,
+        update=_update_material,
+    )
+    threshold: FloatProperty(  # type: ignore[valid-type]
+        name="Threshold",
+        description="Density (per world unit) below which the volume is empty",
+        default=0.0,
+        min=0.0,
+        soft_max=100.0,
+        update=_update_material,
+    )
+    min_density: FloatProperty(  # type: ignore[valid-type]
+        name="Drop Below",
+        description="Voxels with at most this density are left out of the VDB at import",
+        default=0.0,
+        min=0.0,
+        soft_max=100.0,
+    )
+    color_space: EnumProperty(name="Colours", items=COLOR_SPACE_ITEMS, default="LINEAR")  # type: ignore[valid-type]
+    status: StringProperty(name="Status", default="")  # type: ignore[valid-type]
+
+
+classes = (PlenoxTrainSettings, PlenoxImportSettings)

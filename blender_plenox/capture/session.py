@@ -16,7 +16,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ..io.dataset_writer import DatasetWriter, aabb_with_margin, prepare_directory
+from ..io.dataset_writer import DatasetWriter, aabb_with_margin, check_directory, prepare_directory
 from ..preferences import default_output_dir
 from ..properties import PlenoxCaptureSettings, scene_of, view_layer_of
 from ..utils.camera_math import Intrinsics, camera_to_world, intrinsics
@@ -82,6 +82,10 @@ class CaptureSession:
         self.view_layer = view_layer_of(context)
         self.settings = settings
         self.root = dataset_dir(context, settings)
+        try:  # before anything else changes (the rig is rebuilt below)
+            check_directory(self.root, overwrite=settings.overwrite)
+        except OSError as err:
+            raise CaptureError(str(err)) from None
         objects = target_objects(context, settings.target)
         aabb = aabb_with_margin(world_corners(objects), settings.aabb_margin)
         self.views: list[View] = list_views(context, settings)

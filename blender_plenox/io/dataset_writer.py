@@ -60,16 +60,22 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def check_directory(root: Path, overwrite: bool = False) -> None:
+    """Refuse a path that is a file, or a folder that already holds anything unless `overwrite`."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DatasetExistsError(f"{root}: exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise DatasetExistsError(f"{root}: folder is not empty; choose another or allow overwriting")
+
+
 def prepare_directory(root: Path, overwrite: bool = False) -> None:
     """Create the dataset folder. A folder that already holds anything is refused unless `overwrite`;
     then only what a dataset consists of (transforms files, train/ and test/) is removed, never other
     files the user keeps there."""
     root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise DatasetExistsError(f"{root}: exists and is not a folder")
+    check_directory(root, overwrite)
     if root.is_dir() and any(root.iterdir()):
-        if not overwrite:
-            raise DatasetExistsError(f"{root}: folder is not empty; choose another or allow overwriting")
         for name in ("transforms.json", "transforms_train.json", "transforms_test.json", "transforms_val.json"):
             (root / name).unlink(missing_ok=True)
         for split in SPLITS:

@@ -223,7 +223,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "voxels": grid_data_n,
             "resolution": list(result.grid.resolution),
             "device": str(device),
-            "stages": result.stats,
+            **result.stats,   # the training loop's figures, e.g. "stages": rays/s, peak memory, pruning
             "trainer_version": __version__,
             "created": now_iso(),
         }

@@ -101,7 +101,62 @@ def build_parser(settings_type: Any) -> argparse.ArgumentParser:
     rna = settings_type.bl_rna.properties
     for option, name in CAPTURE_OPTIONS.items():
         _add_rna_option(group, option, rna[name])  # type: ignore[arg-type]
+    pipeline = parser.add_argument_group("train and import (the Train and Import panels)")
+    pipeline.add_argument("--no-capture", action="store_true",
+                          help="Do not capture: --out already holds a dataset (train and/or import only)")
+    pipeline.add_argument("--train", action="store_true", help="Train on the dataset after capturing")
+    pipeline.add_argument("--run", metavar="DIR", help="Training run folder (default: beside --out, named run)")
+    pipeline.add_argument("--preset", default=None, help="Trainer preset: tiny, fast, default or quality")
+    pipeline.add_argument("--device", default=None, help="Trainer device: auto, cpu or cuda")
+    pipeline.add_argument("--trainer-set", action="append", default=[], metavar="KEY=VALUE",
+                          help="A trainer setting (trainer/config.py), repeatable")
+    pipeline.add_argument("--trainer-python", metavar="FILE", help="Python with torch and the trainer")
+    pipeline.add_argument("--resume", action="store_true", help="Continue the run from its checkpoint")
+    pipeline.add_argument("--import", dest="import_grid", action="store_true",
+                          help="Import the trained grid (or --grid) as a Volume object")
+    pipeline.add_argument("--grid", metavar="FILE", help="Grid file to import (default: the run's grid.npz)")
+    pipeline.add_argument("--color-space", choices=["linear", "trainer"], default=None,
+                          help="Imported colours: scene-linear (default) or the trainer's values")
+    pipeline.add_argument("--save", metavar="FILE", help="Save the .blend here at the end")
     return parser
+
+
+def train_and_import(args: argparse.Namespace, bpy: Any) -> int:
+    """The --train / --import / --save steps after (or instead of) the capture; blocks on the trainer."""
+    scene = bpy.context.scene
+    out = str(Path(args.out).resolve())
+    run = str(Path(args.run).resolve()) if args.run else str(Path(out).parent / "run")
+    if args.trainer_python:
+        import os
+
+        os.environ["BLENDER_PLENOX_PYTHON"] = str(Path(args.trainer_python).resolve())
+    if args.train:
+        t = scene.plenox.train
+        t.data_dir, t.output_dir = out, run
+        if args.preset:
+            t.preset = args.preset
+        if args.device:
+            t.device = args.device
+        t.extra_overrides = " ".join(args.trainer_set)
+        t.resume = args.resume
+        t.overwrite = not args.resume
+        t.import_when_done = False
+        if bpy.ops.plenox.train() != {"FINISHED"}:
+            print(f"error: train: {t.error}", file=sys.stderr)
+            return 1
+        print(f"trained: {t.last_grid} ({t.status})", flush=True)
+    if args.import_grid:
+        grid = args.grid or str(Path(run) / "grid.npz")
+        if args.color_space:
+            scene.plenox.import_settings.color_space = args.color_space.upper()
+        if bpy.ops.plenox.import_volume(filepath=str(Path(grid).resolve())) != {"FINISHED"}:
+            print(f"error: import: {scene.plenox.import_settings.status}", file=sys.stderr)
+            return 2
+        print(scene.plenox.import_settings.status, flush=True)
+    if args.save:
+        bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()))
+        print(f"saved {args.save}", flush=True)
+    return 0
 
 
 def apply_settings(args: argparse.Namespace, settings: Any, bpy: Any) -> None:
@@ -149,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    if args.no_capture:
+        return train_and_import(args, bpy)
     start = time.monotonic()
 
     def report(session: Any, path: str) -> None:
@@ -163,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: capture: {err}", file=sys.stderr)
         return 1
     print(session.summary(), flush=True)
-    return 0
+    return train_and_import(args, bpy)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ class VIEW3D_PT_plenox_train(PlenoxPanel, bpy.types.Panel):
             sub.prop(s, "tv_sigma")
             sub.prop(s, "tv_sh")
             sub.prop(s, "sparsity")
+            col.prop(s, "extra_overrides")
         col.prop(s, "live_preview")
         if s.live_preview:
             col.prop(s, "snapshot_every")

@@ -105,6 +105,10 @@ class PlenoxTrainSettings(bpy.types.PropertyGroup):
         min=0.0,
         precision=12,
     )
+    extra_overrides: StringProperty(  # type: ignore[valid-type]
+        name="Extra Settings", description="More trainer settings as space-separated key=value pairs "
+        "(trainer/config.py names), e.g. `batch_rays=2048 sh_degree=1`", default="",
+    )
     live_preview: BoolProperty(  # type: ignore[valid-type]
         name="Live Preview",
         description="Show the trainer's snapshots in the viewport while it runs",

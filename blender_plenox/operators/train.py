@@ -50,6 +50,10 @@ def build_command(context: bpy.types.Context, python: str) -> tuple[list[str], s
     if s.use_overrides:
         overrides.update(tp.schedule_overrides(s.final_resolution, s.steps, s.preset))
         overrides.update(prune_weight=s.prune_weight, tv_sigma=s.tv_sigma, tv_sh=s.tv_sh, sparsity=s.sparsity)
+    for pair in s.extra_overrides.split():
+        key, sep, value = pair.partition("=")
+        if sep:
+            overrides[key] = value
     if s.live_preview and not bpy.app.background:
         overrides["snapshot_every"] = s.snapshot_every
     resume = s.resume and os.path.isdir(out)

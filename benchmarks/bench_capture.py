@@ -17,10 +17,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import bpy  # noqa: E402
+import bpy
 
-import blender_plenox  # noqa: E402
-from blender_plenox.capture.session import run_blocking  # noqa: E402
+import blender_plenox
+from blender_plenox.capture.session import run_blocking
 
 
 def build_scene() -> None:

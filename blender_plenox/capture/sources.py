@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import bpy
 from mathutils import Matrix
 
+from ..properties import PlenoxCaptureSettings, scene_of
 from ..utils import rig
 from ..utils.camera_math import check_camera_type
-from ..properties import PlenoxCaptureSettings, scene_of
 from .targets import CaptureError, target_objects, world_corners
 
 RIG_COLLECTION = "Plenox Rig"

@@ -28,7 +28,7 @@ class PLENOX_OT_capture(bpy.types.Operator):
 
     bl_idname = "plenox.capture"
     bl_label = "Capture Dataset"
-    bl_options = {"REGISTER"}
+    bl_options = {"REGISTER"}  # noqa: RUF012  # Blender reads a plain set
 
     _timer: Any = None
     _session: CaptureSession | None = None
@@ -116,7 +116,7 @@ class PLENOX_OT_rig_preview(bpy.types.Operator):
 
     bl_idname = "plenox.rig_preview"
     bl_label = "Preview Rig"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012  # Blender reads a plain set
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         try:
@@ -133,7 +133,7 @@ class PLENOX_OT_rig_remove(bpy.types.Operator):
 
     bl_idname = "plenox.rig_remove"
     bl_label = "Remove Rig"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012  # Blender reads a plain set
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         count = remove_rig(scene_of(context))

@@ -328,7 +328,7 @@ def test_dataset_loads_in_the_trainer(tmp_path: Path) -> None:
         "'k': d.train.intrinsics[0].tolist(), 'aabb': d.aabb.tolist(), 'c2w': d.test.c2w[0].tolist()}))"
     )
     proc = subprocess.run([str(TRAINER_PYTHON), "-c", code, str(tmp_path / "ds")], cwd=REPO,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     loaded = json.loads(proc.stdout)
     doc = json.loads((tmp_path / "ds" / "transforms_test.json").read_text())
@@ -347,7 +347,7 @@ def test_batch_script_headless(tmp_path: Path) -> None:
     args = ["--out", str(out), "--views", "3", "--width", "24", "--height", "24", "--samples", "1",
             "--no-denoise", "--test-every", "3", "--layout", "sphere", "--seed", "4"]
     run = [sys.executable, str(script), "--blend", str(blend), "--", *args]
-    proc = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "captured 2 train + 1 test views" in proc.stdout
     doc = json.loads((out / "transforms_train.json").read_text())
@@ -358,10 +358,10 @@ def test_batch_script_headless(tmp_path: Path) -> None:
     np.testing.assert_allclose(doc["frames"][0]["transform_matrix"],
                                np.array(bpy.data.objects["PlenoxCam.0"].matrix_world), atol=1e-6)
 
-    again = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True)
+    again = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert again.returncode == 2 and again.stderr.strip().startswith("error:") and "not empty" in again.stderr
     bad = subprocess.run([sys.executable, str(script), "--", "--out", str(tmp_path / "x"), "--layout", "cube"],
-                         cwd=tmp_path, capture_output=True, text=True)
+                         cwd=tmp_path, capture_output=True, text=True, check=False)
     assert bad.returncode == 2
-    helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
+    helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=False)
     assert helped.returncode == 0 and "--views" in helped.stdout and "(default: 100)" in helped.stdout

@@ -47,7 +47,6 @@ class TrainConfig:
     lr_sh_final: float = 5e-5  # SH learning rate at the last step
     rms_beta: float = 0.95  # RMSProp decay of the squared-gradient average
     rms_eps: float = 1e-8  # RMSProp denominator guard
-    reset_optimizer_at_upsample: bool = True  # start RMSProp statistics afresh on the finer grid
 
     # --- regularisers -----------------------------------------------------------------------------
     tv_sigma: float = 1e-5  # total-variation weight on density (grid units)

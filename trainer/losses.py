@@ -44,7 +44,7 @@ def tv_neighbours(grid: SparseGrid, rows: torch.Tensor) -> tuple[torch.Tensor, t
 def total_variation(
     values: torch.Tensor, rows: torch.Tensor, nb_rows: torch.Tensor, present: torch.Tensor, eps: float = 1e-8
 ) -> torch.Tensor:
-    """sum over rows and channels of sqrt(dx^2 + dy^2 + dz^2 + eps), d = neighbour - self.
+    """Mean over rows of the sum over channels of sqrt(dx^2 + dy^2 + dz^2 + eps), d = neighbour - self.
 
     values [N, C]; a missing neighbour (empty or outside) contributes no difference, so the border of
     the active set is not pulled towards zero.
@@ -52,4 +52,4 @@ def total_variation(
     own = values[rows]  # [M, C]
     diffs = values[nb_rows] - own[:, None, :]  # [M, 3, C]
     diffs = diffs * present[:, :, None].to(values.dtype)
-    return torch.sqrt((diffs * diffs).sum(1) + eps).sum()
+    return torch.sqrt((diffs * diffs).sum(1) + eps).sum() / max(rows.shape[0], 1)

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import torch
 
+from trainer.data import camera_rays
 from trainer.grid import SparseGrid, trilinear
 from trainer.sh import C0, num_coeffs, sh_basis, sh_to_rgb
 
@@ -26,16 +27,6 @@ class RenderOptions:
     stop_transmittance: float = 1e-3  # early ray termination
     occupancy_block: int = 2  # voxels per occupancy-mask cell
     dc_only: bool = False  # view-independent colour (first SH coefficient only)
-
-
-@dataclass
-class RenderOutput:
-    rgb: torch.Tensor  # [B, 3]
-    opacity: torch.Tensor  # [B] accumulated opacity 1 - T_N
-    sample_sigma: torch.Tensor  # [S] density (world units) of the samples with positive density
-    sample_rows: torch.Tensor  # [S, 8] corner rows of those samples (for touched-row bookkeeping)
-    sample_weight: torch.Tensor  # [S] rendering weight T_i * alpha_i of those samples
-    sample_corner_w: torch.Tensor  # [S, 8] trilinear weights of those samples
 
 
 def ray_box(
@@ -105,40 +96,90 @@ def segment_transmittance(
     return t.to(optical.dtype), torch.exp(-total).to(optical.dtype)
 
 
+@dataclass
+class Samples:
+    """Packed samples of a batch of rays (no gradients: geometry only)."""
+
+    ray_id: torch.Tensor  # [S] int64, non-decreasing
+    rows: torch.Tensor  # [S, 8] corner rows (0 where the corner is empty)
+    corner_w: torch.Tensor  # [S, 8] trilinear weights (0 where the corner is empty)
+    delta: float  # world length of each sample's segment
+    n_rays: int
+
+
+@dataclass
+class DensityPass:
+    keep: torch.Tensor  # [S] bool: samples with positive density
+    sigma: torch.Tensor  # [S'] world-unit density of the kept samples
+    weight: torch.Tensor  # [S'] T_i * alpha_i
+    seen: torch.Tensor  # [S'] bool: in front of the early-termination point
+    t_final: torch.Tensor  # [B] transmittance through the whole ray
+
+
+@torch.no_grad()
+def sample_rays(grid: SparseGrid, origins: torch.Tensor, dirs: torch.Tensor, opts: RenderOptions) -> Samples:
+    ray_id, x, delta = march(grid, origins, dirs, opts)
+    rows, cw = grid.corners(x)
+    return Samples(ray_id, rows, cw, delta, origins.shape[0])
+
+
+def density_pass(density: torch.Tensor, rows: torch.Tensor, s: Samples, opts: RenderOptions) -> DensityPass:
+    """Interpolates density from `density` (indexed by `rows`, which may be remapped) and composites."""
+    sigma = torch.relu(trilinear(density[:, None], rows, s.corner_w)[:, 0])
+    keep = (sigma > 0).detach()
+    sigma = sigma[keep]
+    optical = sigma * s.delta
+    trans, t_final = segment_transmittance(optical, s.ray_id[keep], s.n_rays)
+    weight = trans * (1.0 - torch.exp(-optical))
+    # Samples behind an opaque surface change the colour by less than stop_transmittance.
+    seen = (trans > opts.stop_transmittance).detach()
+    return DensityPass(keep, sigma, weight, seen, t_final)
+
+
+def color_pass(
+    sh: torch.Tensor,
+    rows: torch.Tensor,
+    corner_w: torch.Tensor,
+    ray_id: torch.Tensor,
+    weight: torch.Tensor,
+    dirs: torch.Tensor,
+    t_final: torch.Tensor,
+    background: Sequence[float] | torch.Tensor,
+    sh_degree: int,
+    dc_only: bool,
+) -> torch.Tensor:
+    """Colour of each ray [B, 3] from the seen samples (rows/corner_w/ray_id/weight already selected)."""
+    k = num_coeffs(sh_degree)
+    if dc_only:
+        dc = sh[:, ::k]  # the first coefficient of each channel
+        rgb_s = torch.relu(trilinear(dc, rows, corner_w) * C0 + 0.5)
+    else:
+        basis = sh_basis(dirs, sh_degree)[ray_id]
+        rgb_s = sh_to_rgb(trilinear(sh, rows, corner_w), basis)
+    bg = torch.as_tensor(background, dtype=dirs.dtype, device=dirs.device)
+    rgb = torch.zeros((dirs.shape[0], 3), dtype=dirs.dtype, device=dirs.device)
+    rgb = rgb.index_add(0, ray_id, weight[:, None] * rgb_s)
+    return rgb + t_final[:, None] * bg
+
+
 def render_rays(
     grid: SparseGrid,
     origins: torch.Tensor,
     dirs: torch.Tensor,
     background: Sequence[float] | torch.Tensor,
     opts: RenderOptions,
-) -> RenderOutput:
-    """Differentiable render of rays [B, 3] (world space, unit directions); gradients reach grid rows."""
-    device = origins.device
-    n_rays = origins.shape[0]
-    ray_id, x, delta = march(grid, origins, dirs, opts)
-    rows, cw = grid.corners(x)
-    sigma = torch.relu(trilinear(grid.density[:, None], rows, cw)[:, 0])
-    positive = sigma > 0
-    ray_id, rows, cw, sigma = ray_id[positive], rows[positive], cw[positive], sigma[positive]
-    alpha = 1.0 - torch.exp(-sigma * delta)
-    trans, t_final = segment_transmittance(sigma * delta, ray_id, n_rays)
-    weight = trans * alpha
-    # Samples behind an opaque surface change the colour by less than stop_transmittance.
-    seen = (trans > opts.stop_transmittance).detach()
-    s_ray, s_rows, s_cw, s_weight = ray_id[seen], rows[seen], cw[seen], weight[seen]
-    k = num_coeffs(grid.sh_degree)
-    if opts.dc_only:
-        dc = grid.sh[:, ::k]  # the first coefficient of each channel
-        rgb_s = torch.relu(trilinear(dc, s_rows, s_cw) * C0 + 0.5)
-    else:
-        basis = sh_basis(dirs, grid.sh_degree)[s_ray]
-        rgb_s = sh_to_rgb(trilinear(grid.sh, s_rows, s_cw), basis)
-    bg = torch.as_tensor(background, dtype=origins.dtype, device=device)
-    rgb = torch.zeros((n_rays, 3), dtype=origins.dtype, device=device).index_add(
-        0, s_ray, s_weight[:, None] * rgb_s
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour [B, 3] and accumulated opacity [B] of rays (world space, unit directions).
+
+    Differentiable with respect to grid.density and grid.sh when they require gradients.
+    """
+    s = sample_rays(grid, origins, dirs, opts)
+    dp = density_pass(grid.density, s.rows, s, opts)
+    rows, cw, ray_id = s.rows[dp.keep][dp.seen], s.corner_w[dp.keep][dp.seen], s.ray_id[dp.keep][dp.seen]
+    rgb = color_pass(
+        grid.sh, rows, cw, ray_id, dp.weight[dp.seen], dirs, dp.t_final, background, grid.sh_degree, opts.dc_only
     )
-    rgb = rgb + t_final[:, None] * bg
-    return RenderOutput(rgb, 1.0 - t_final, sigma, rows, weight, cw)
+    return rgb, 1.0 - dp.t_final
 
 
 @torch.no_grad()
@@ -156,29 +197,11 @@ def render_image(
 ) -> torch.Tensor:
     """Renders one view [H, W, 3] (no gradients); c2w [4, 4] OpenGL axes, intrinsics fx, fy, cx, cy."""
     opts = RenderOptions(**{**(opts or RenderOptions()).__dict__, "dc_only": dc_only})
-    origins, dirs = pinhole_rays(c2w.to(grid.device), intrinsics.to(grid.device), width, height)
+    origins, dirs = camera_rays(c2w[None], intrinsics[None], width, height, grid.device)
     out = torch.empty((origins.shape[0], 3), device=grid.device)
     for s in range(0, origins.shape[0], chunk):
-        out[s : s + chunk] = render_rays(grid, origins[s : s + chunk], dirs[s : s + chunk], background, opts).rgb
+        out[s : s + chunk] = render_rays(grid, origins[s : s + chunk], dirs[s : s + chunk], background, opts)[0]
     return out.reshape(height, width, 3).clamp(0.0, 1.0)
-
-
-def pinhole_rays(
-    c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """World rays [H*W, 3] of one view, row-major; pixel centres at +0.5 (contract 1)."""
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
-    device = c2w.device
-    v, u = torch.meshgrid(
-        torch.arange(height, device=device, dtype=torch.float32) + 0.5,
-        torch.arange(width, device=device, dtype=torch.float32) + 0.5,
-        indexing="ij",
-    )
-    cam = torch.stack(((u - cx) / fx, -(v - cy) / fy, -torch.ones_like(u)), dim=-1).reshape(-1, 3)
-    dirs = cam @ c2w[:3, :3].T
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    origins = c2w[:3, 3].expand_as(dirs).contiguous()
-    return origins, dirs
 
 
 @torch.no_grad()
@@ -187,16 +210,12 @@ def max_weights(
 ) -> torch.Tensor:
     """Each row's largest rendering weight over the given rays [N] (a sample credits its 8 corners)."""
     best = torch.zeros(grid.n_active, device=grid.device)
-    for s in range(0, origins.shape[0], chunk):
-        o = origins[s : s + chunk].to(grid.device)
-        d = dirs[s : s + chunk].to(grid.device)
-        ray_id, x, delta = march(grid, o, d, opts)
-        rows, cw = grid.corners(x)
-        sigma = torch.relu(trilinear(grid.density[:, None], rows, cw)[:, 0])
-        positive = sigma > 0
-        ray_id, rows, cw, sigma = ray_id[positive], rows[positive], cw[positive], sigma[positive]
-        trans, _ = segment_transmittance(sigma * delta, ray_id, o.shape[0])
-        weight = trans * (1.0 - torch.exp(-sigma * delta))
-        credit = torch.where(cw > 0, weight[:, None], torch.zeros_like(cw))
-        best.scatter_reduce_(0, rows.reshape(-1), credit.reshape(-1), reduce="amax")
+    for i in range(0, origins.shape[0], chunk):
+        o = origins[i : i + chunk].to(grid.device)
+        d = dirs[i : i + chunk].to(grid.device)
+        s = sample_rays(grid, o, d, opts)
+        dp = density_pass(grid.density, s.rows, s, opts)
+        cw = s.corner_w[dp.keep]
+        credit = torch.where(cw > 0, dp.weight[:, None], torch.zeros_like(cw))
+        best.scatter_reduce_(0, s.rows[dp.keep].reshape(-1), credit.reshape(-1), reduce="amax")
     return best

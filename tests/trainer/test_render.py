@@ -1,0 +1,155 @@
+"""Rendering against closed forms, a brute-force dense reference, and finite differences."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from trainer.grid import SparseGrid
+from trainer.render import RenderOptions, ray_box, render_image, render_rays, segment_transmittance
+from trainer.sh import C0
+
+BG = (1.0, 1.0, 1.0)
+
+
+def box_grid(sigma: float, sh_dc: tuple[float, float, float], sparse: bool) -> SparseGrid:
+    """12^3 voxels of 0.1 over [0, 1.2]^3; voxels 3..8 on every axis hold sigma, the rest empty or zero."""
+    res, lo, hi = 12, 3, 9
+    ijk = torch.stack(torch.meshgrid(*(torch.arange(res),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    inner = ((ijk >= lo) & (ijk < hi)).all(-1)
+    coords = ijk[inner] if sparse else ijk
+    density = torch.where(inner[inner] if sparse else inner, sigma, 0.0).float()
+    sh = torch.zeros((coords.shape[0], 3 * 4))
+    sh[:, 0::4] = torch.tensor(sh_dc)
+    aabb = torch.tensor([[0.0, 0.0, 0.0], [1.2, 1.2, 1.2]])
+    return SparseGrid.from_coords((res,) * 3, coords, density, sh, aabb, 1)
+
+
+def test_constant_density_box_matches_closed_form() -> None:
+    sh_dc = (1.0, -0.5, 0.2)
+    colour = torch.relu(torch.tensor(sh_dc) * C0 + 0.5)
+    for sparse in (True, False):
+        for sigma in (0.5, 4.0, 20.0):
+            grid = box_grid(sigma, sh_dc, sparse)
+            # axis-aligned rays through voxel centres along x, y and z (both directions)
+            o = torch.tensor([[-1.0, 0.55, 0.65], [0.55, 3.0, 0.45], [0.75, 0.55, -2.0], [2.0, 0.45, 0.55]])
+            d = torch.tensor([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0]])
+            for stop in (0.0, 1e-3):
+                rgb, opacity = render_rays(grid, o, d, BG, RenderOptions(stop_transmittance=stop))
+                # trilinear tents integrate to one voxel each: optical depth = sigma * 6 voxels * 0.1
+                t = math.exp(-sigma * 0.6)
+                torch.testing.assert_close(opacity, torch.full((4,), 1.0 - t), atol=1e-5, rtol=1e-5)
+                if sparse:
+                    continue  # empty neighbours have SH 0, so the colour fades at the box's skin
+                expect = (1.0 - t) * colour + t * torch.tensor(BG)
+                atol = 1e-5 if stop == 0.0 else 2e-3
+                torch.testing.assert_close(rgb, expect.expand(4, 3), atol=atol, rtol=0)
+
+
+def test_rays_that_miss_show_the_background() -> None:
+    grid = box_grid(10.0, (1.0, 1.0, 1.0), sparse=True)
+    o = torch.tensor([[-1.0, 5.0, 0.5], [0.6, 0.6, 3.0]])
+    d = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # parallel outside; pointing away
+    rgb, opacity = render_rays(grid, o, d, (0.2, 0.3, 0.4), RenderOptions())
+    torch.testing.assert_close(rgb, torch.tensor([[0.2, 0.3, 0.4]] * 2))
+    assert torch.all(opacity == 0)
+
+
+def test_ray_box_slabs() -> None:
+    o = torch.tensor([[-1.0, 0.5, 0.5], [0.5, 0.5, 0.5]])
+    d = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]), dim=-1)
+    near, far = ray_box(o, d, torch.zeros(3), torch.ones(3))
+    torch.testing.assert_close(near, torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(far, torch.tensor([2.0, 0.5 * math.sqrt(2.0)]))
+
+
+def test_segment_transmittance_is_exclusive_per_ray() -> None:
+    g = torch.Generator().manual_seed(0)
+    counts = torch.tensor([3, 0, 5, 1, 4])
+    ray_id = torch.repeat_interleave(torch.arange(5), counts)
+    optical = torch.rand(int(counts.sum()), generator=g)
+    t, t_final = segment_transmittance(optical, ray_id, 5)
+    start = 0
+    for r, n in enumerate(counts.tolist()):
+        seg = optical[start : start + n]
+        expect = torch.exp(-torch.cat((torch.zeros(1), torch.cumsum(seg, 0)[:-1]))) if n else seg
+        torch.testing.assert_close(t[start : start + n], expect)
+        torch.testing.assert_close(t_final[r], torch.exp(-seg.sum()))
+        start += n
+
+
+def dense_reference(grid: SparseGrid, o: torch.Tensor, d: torch.Tensor, bg: torch.Tensor, step: float) -> torch.Tensor:
+    """Brute force: fine uniform samples over the whole box, grid_sample on a dense volume, padded tensors."""
+    res = torch.tensor(grid.resolution, dtype=torch.float64)
+    vol = torch.zeros((*grid.resolution, 1 + grid.sh.shape[1]), dtype=torch.float64)
+    c = grid.coords()
+    vol[c[:, 0], c[:, 1], c[:, 2]] = torch.cat((grid.density[:, None], grid.sh), 1).double()
+    lo, hi = grid.aabb[0].double(), grid.aabb[1].double()
+    near, far = ray_box(o.double(), d.double(), lo, hi)
+    n = 4000
+    t = near[:, None] + (far - near).clamp(min=0)[:, None] * (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    dt = ((far - near).clamp(min=0) / n)[:, None]
+    p = o.double()[:, None] + t[..., None] * d.double()[:, None]
+    norm = ((p - lo) / (hi - lo) * 2.0 - 1.0)[..., [2, 1, 0]]
+    vals = F.grid_sample(vol.permute(3, 0, 1, 2)[None], norm[None, None], align_corners=False)[0, :, 0]
+    sigma = torch.relu(vals[0])
+    sh = vals[1:].permute(1, 2, 0).reshape(o.shape[0], n, 3, -1)
+    k = sh.shape[-1]
+    from trainer.sh import sh_basis
+
+    rgb = torch.relu((sh * sh_basis(d.double(), round(math.sqrt(k)) - 1)[:, None, None, :]).sum(-1) + 0.5)
+    od = sigma * dt
+    trans = torch.exp(-(torch.cumsum(od, 1) - od))
+    w = trans * (1 - torch.exp(-od))
+    return (w[..., None] * rgb).sum(1) + torch.exp(-od.sum(1))[:, None] * bg.double()
+
+
+def test_oblique_rays_match_dense_brute_force() -> None:
+    g = torch.Generator().manual_seed(1)
+    res = (10, 9, 8)
+    active = torch.rand(res, generator=g) < 0.5
+    coords = torch.nonzero(active)
+    density = torch.rand(coords.shape[0], generator=g) * 8.0 - 1.0  # some negative: ReLU'd away
+    sh = torch.randn((coords.shape[0], 27), generator=g) * 0.7
+    grid = SparseGrid.from_coords(res, coords, density, sh, torch.tensor([[-1.0, -0.9, -0.8], [1.0, 0.9, 0.8]]), 2)
+    o = torch.randn((64, 3), generator=g) * 0.3 + torch.tensor([0.0, 0.0, 3.0])
+    target = torch.randn((64, 3), generator=g) * 0.4
+    d = F.normalize(target - o, dim=-1)
+    bg = torch.tensor([0.1, 0.5, 0.9])
+    rgb, _ = render_rays(grid, o, d, bg, RenderOptions(step_size=0.05, stop_transmittance=0.0))
+    ref = dense_reference(grid, o, d, bg, 0.05).float()
+    torch.testing.assert_close(rgb, ref, atol=5e-3, rtol=0)
+
+
+def test_gradients_match_finite_differences() -> None:
+    g = torch.Generator().manual_seed(2)
+    res = (4, 4, 4)
+    coords = torch.nonzero(torch.ones(res, dtype=torch.bool))
+    density = (torch.rand(64, generator=g, dtype=torch.float64) * 3.0 + 0.5).requires_grad_()
+    sh = (torch.randn((64, 12), generator=g, dtype=torch.float64) * 0.3).requires_grad_()
+    aabb = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    o = torch.tensor([[0.3, 0.45, -1.0], [0.6, -1.0, 0.55], [-1.0, 0.35, 0.4]], dtype=torch.float64)
+    d = F.normalize(torch.tensor([[0.1, 0.05, 1.0], [-0.05, 1.0, 0.1], [1.0, 0.1, -0.05]], dtype=torch.float64), dim=-1)
+
+    def f(dens: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
+        grid = SparseGrid(torch.arange(64, dtype=torch.int32).reshape(res), dens, coeffs, aabb, 1)
+        grid.aabb = aabb.double()
+        return render_rays(grid, o, d, (1.0, 1.0, 1.0), RenderOptions(stop_transmittance=0.0))[0]
+
+    assert torch.autograd.gradcheck(f, (density, sh), eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+def test_render_image_dc_only_ignores_view_dependence() -> None:
+    grid = box_grid(5.0, (0.3, 0.1, -0.2), sparse=True)
+    grid.sh[:, 1:4] = 0.8  # strong degree-1 terms on the red channel
+    c2w = torch.eye(4)
+    c2w[:3, 3] = torch.tensor([0.6, 0.6, 3.0])
+    k = torch.tensor([20.0, 20.0, 8.0, 8.0])
+    full = render_image(grid, c2w, k, 16, 16, BG)
+    dc = render_image(grid, c2w, k, 16, 16, BG, dc_only=True)
+    grid.sh[:, 1:4] = 0.0
+    plain = render_image(grid, c2w, k, 16, 16, BG)
+    torch.testing.assert_close(dc, plain)
+    assert (full - plain).abs().max() > 0.05

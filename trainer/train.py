@@ -1,0 +1,322 @@
+"""The training loop: batches of rays, losses, sparse RMSProp, coarse-to-fine upsampling and pruning.
+
+Each step gathers only the rows its samples touch into small leaf tensors, so gradients and the
+optimiser update cost O(touched rows), not O(active voxels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.config import TrainConfig, check_config
+from trainer.data import Dataset, camera_rays
+from trainer.events import EventSink
+from trainer.grid import SparseGrid
+from trainer.gridfile import save_grid
+from trainer.losses import beta_loss, cauchy_sparsity, mse, total_variation, tv_neighbours
+from trainer.optim import delayed_lr, rmsprop_step_, touched_rows
+from trainer.render import RenderOptions, Samples, color_pass, density_pass, max_weights, sample_rays
+from trainer.resample import prune, upsample
+
+CHECKPOINT_VERSION = 1
+
+
+class TrainingError(RuntimeError):
+    """str(e) is one line, e.g. 'step 12: loss is NaN'."""
+
+
+@dataclass
+class TrainResult:
+    grid: SparseGrid
+    step: int
+    elapsed: float
+    stats: dict[str, Any] = field(default_factory=dict)  # "stages": one dict per resolution stage
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device: cuda requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def scene_aabb(cfg: TrainConfig, data: Dataset) -> torch.Tensor:
+    if data.aabb is not None:
+        return data.aabb.to(torch.float32)
+    return torch.tensor(cfg.scene_box, dtype=torch.float32)
+
+
+def render_options(cfg: TrainConfig) -> RenderOptions:
+    return RenderOptions(cfg.step_size, cfg.stop_transmittance, cfg.occupancy_block)
+
+
+def current_rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def rows_remap(n_rows: int, touched: torch.Tensor) -> torch.Tensor:
+    """position of each touched row in `touched`; 0 for the others (they only ever carry weight 0)."""
+    pos = torch.zeros(n_rows, dtype=torch.int64, device=touched.device)
+    pos[touched] = torch.arange(touched.shape[0], device=touched.device)
+    return pos
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: Dataset, out_dir: Path, sink: EventSink, device: torch.device):
+        check_config(cfg)
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.sink = sink
+        self.device = device
+        self.opts = render_options(cfg)
+        self.background = torch.tensor(cfg.background, dtype=torch.float32, device=device)
+        tr = data.train
+        self.origins, self.dirs = camera_rays(tr.c2w, tr.intrinsics, tr.width, tr.height, device)
+        self.colors = tr.images.reshape(-1, 3).to(device=device, dtype=torch.float32)
+        self.prune_rays = self._strided_rays(tr.images.shape[0], tr.height, tr.width, cfg.prune_ray_stride)
+        self.gen = torch.Generator(device=device)
+        self.gen.manual_seed(cfg.seed)
+        self.aabb = scene_aabb(cfg, data)
+        self.grid = self._initial_grid()
+        self.sq_density = torch.zeros_like(self.grid.density)
+        self.sq_sh = torch.zeros_like(self.grid.sh)
+        self.step = 0
+        self.stage = 0
+        self.elapsed = 0.0
+        self.stages: list[dict[str, Any]] = []
+        self._new_stage_stats()
+
+    # --- setup -------------------------------------------------------------------------------------
+    def _strided_rays(self, views: int, height: int, width: int, stride: int) -> torch.Tensor:
+        v, r, c = torch.meshgrid(
+            torch.arange(views), torch.arange(0, height, stride), torch.arange(0, width, stride), indexing="ij"
+        )
+        return ((v * height + r) * width + c).reshape(-1).to(self.device)
+
+    def _initial_grid(self) -> SparseGrid:
+        res = self.cfg.resolutions[0]
+        unit = float(((self.aabb[1] - self.aabb[0]) / res).min())
+        return SparseGrid.dense(
+            res, self.aabb, self.cfg.sh_degree, self.cfg.init_density / unit, self.cfg.init_sh, self.device
+        )
+
+    def _new_stage_stats(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.stages.append(
+            {
+                "resolution": list(self.grid.resolution),
+                "steps": 0,
+                "rays": 0,
+                "seconds": 0.0,
+                "peak_rss_mb": current_rss_mb(),
+                "voxels_start": self.grid.n_active,
+                "prunes": [],
+            }
+        )
+
+    # --- checkpoint --------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "stage": self.stage,
+            "elapsed": self.elapsed,
+            "grid": self.grid.state_dict(),
+            "sq_density": self.sq_density.cpu().clone(),
+            "sq_sh": self.sq_sh.cpu().clone(),
+            "generator": self.gen.get_state().cpu(),
+            "stages": self.stages,
+            "config": dataclasses.asdict(self.cfg),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise TrainingError(f"checkpoint: unsupported version {state.get('version')!r}")
+        self.grid = SparseGrid.from_state_dict(state["grid"], self.device)
+        self.sq_density = state["sq_density"].to(self.device)
+        self.sq_sh = state["sq_sh"].to(self.device)
+        self.step = int(state["step"])
+        self.stage = int(state["stage"])
+        self.elapsed = float(state["elapsed"])
+        self.gen.set_state(state["generator"])
+        self.stages = list(state["stages"])
+
+    def save(self) -> None:
+        save_checkpoint(self.out_dir / "checkpoint.pt", self.state())
+
+    # --- structure changes ----------------------------------------------------------------------------
+    def _prune(self, reason: str) -> None:
+        rays = self.prune_rays
+        weights = max_weights(self.grid, self.origins[rays], self.dirs[rays], self.opts, self.cfg.eval_chunk)
+        unit = self.grid.unit
+        dense_enough = self.grid.density.detach() * unit > self.cfg.prune_density
+        keep = (weights >= self.cfg.prune_weight) | dense_enough
+        before = self.grid.n_active
+        self.grid, old_rows = prune(self.grid, keep, self.cfg.prune_dilate)
+        self.sq_density = self.sq_density[old_rows]
+        self.sq_sh = self.sq_sh[old_rows]
+        self.stages[-1]["prunes"].append({"step": self.step, "before": before, "after": self.grid.n_active})
+        self.sink.emit(
+            "stage", name="prune", step=self.step, resolution=list(self.grid.resolution),
+            voxels_before=before, voxels_after=self.grid.n_active, message=reason,
+        )
+
+    def _upsample(self) -> None:
+        self._close_stage_stats()
+        before = self.grid.n_active
+        self.stage += 1
+        self.grid = upsample(self.grid, self.cfg.resolutions[self.stage])
+        # rows do not correspond across resolutions, so the statistics start afresh
+        self.sq_density = torch.zeros_like(self.grid.density)
+        self.sq_sh = torch.zeros_like(self.grid.sh)
+        self.sink.emit(
+            "stage", name="upsample", step=self.step, resolution=list(self.grid.resolution),
+            voxels_before=before, voxels_after=self.grid.n_active,
+        )
+        self._new_stage_stats()
+        self._prune("after upsampling")
+
+    def _close_stage_stats(self) -> None:
+        st = self.stages[-1]
+        st["rays_per_s"] = st["rays"] / st["seconds"] if st["seconds"] > 0 else 0.0
+        st["voxels_end"] = self.grid.n_active
+        if self.device.type == "cuda":
+            st["peak_cuda_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+
+    # --- one optimisation step ------------------------------------------------------------------------
+    def train_step(self) -> tuple[float, float]:
+        cfg, grid = self.cfg, self.grid
+        n = grid.n_active
+        idx = torch.randint(self.colors.shape[0], (cfg.batch_rays,), generator=self.gen, device=self.device)
+        dirs = self.dirs[idx]
+        target = self.colors[idx]
+        s: Samples = sample_rays(grid, self.origins[idx], dirs, self.opts)
+        unit = grid.unit
+        n_tv = max(1, int(cfg.tv_fraction * n))
+        tv_rows = torch.randint(n, (n_tv,), generator=self.gen, device=self.device)
+        tv_nb, tv_present = tv_neighbours(grid, tv_rows)
+        tv_all = torch.cat((tv_rows[:, None], tv_nb), 1)
+
+        # density: a leaf holding only the rows this step reads
+        d_rows = touched_rows(n, s.rows[s.corner_w > 0], tv_all, device=self.device)
+        d_pos = rows_remap(n, d_rows)
+        density = grid.density.detach()[d_rows].requires_grad_()
+        dp = density_pass(density, d_pos[s.rows], s, self.opts)
+
+        keep_rows, keep_w = s.rows[dp.keep][dp.seen], s.corner_w[dp.keep][dp.seen]
+        ray_id = s.ray_id[dp.keep][dp.seen]
+        sh_rows = touched_rows(n, keep_rows[keep_w > 0], tv_all, device=self.device)
+        sh_pos = rows_remap(n, sh_rows)
+        sh = grid.sh.detach()[sh_rows].requires_grad_()
+        rgb = color_pass(
+            sh, sh_pos[keep_rows], keep_w, ray_id, dp.weight[dp.seen], dirs, dp.t_final,
+            self.background, grid.sh_degree, False,
+        )
+        loss_mse = mse(rgb, target)
+        loss = loss_mse
+        if cfg.sparsity > 0:
+            loss = loss + cfg.sparsity * cauchy_sparsity(dp.sigma * unit)
+        if cfg.beta_loss > 0:
+            loss = loss + cfg.beta_loss * beta_loss(1.0 - dp.t_final)
+        if cfg.tv_sigma > 0:
+            loss = loss + cfg.tv_sigma * total_variation(
+                (density * unit)[:, None], d_pos[tv_rows], d_pos[tv_nb], tv_present
+            )
+        if cfg.tv_sh > 0:
+            loss = loss + cfg.tv_sh * total_variation(sh, sh_pos[tv_rows], sh_pos[tv_nb], tv_present)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise TrainingError(f"step {self.step}: loss is {'NaN' if math.isnan(loss_value) else 'infinite'}")
+        g_density, g_sh = torch.autograd.grad(loss, (density, sh))
+
+        lr_sigma = delayed_lr(
+            self.step, cfg.steps, cfg.lr_sigma, cfg.lr_sigma_final, cfg.lr_sigma_delay_steps, cfg.lr_sigma_delay_mult
+        )
+        lr_sh = delayed_lr(self.step, cfg.steps, cfg.lr_sh, cfg.lr_sh_final)
+        # RMSProp's step is about lr in the parameter's units: grid-unit rates become world-unit ones
+        self._update(grid.density, self.sq_density, d_rows, g_density, lr_sigma / unit)
+        self._update(grid.sh, self.sq_sh, sh_rows, g_sh, lr_sh)
+        return loss_value, float(loss_mse.detach())
+
+    def _update(self, param: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        """RMSProp on the touched rows, with their gradient given compactly ([len(rows), ...])."""
+        p = param.index_select(0, rows)
+        v = sq.index_select(0, rows)
+        rmsprop_step_(p, v, grad, lr, self.cfg.rms_beta, self.cfg.rms_eps)
+        param.index_copy_(0, rows, p)
+        sq.index_copy_(0, rows, v)
+
+    # --- the loop -------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        self.sink.emit(
+            "start", total=cfg.steps, device=str(self.device), out=str(self.out_dir),
+            resolution=list(self.grid.resolution), config=str(self.out_dir / "config.json"),
+        )
+        started = time.perf_counter() - self.elapsed
+        try:
+            while self.step < cfg.steps:
+                if self.stage < len(cfg.upsample_at) and self.step >= cfg.upsample_at[self.stage]:
+                    self._upsample()
+                elif self.step in cfg.prune_at:
+                    self._prune("scheduled")
+                t1 = time.perf_counter()
+                loss, loss_mse = self.train_step()
+                self.step += 1
+                st = self.stages[-1]
+                st["steps"] += 1
+                st["rays"] += cfg.batch_rays
+                st["seconds"] += time.perf_counter() - t1
+                self.elapsed = time.perf_counter() - started
+                self._after_step(loss, loss_mse)
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        self._close_stage_stats()
+        self.save()
+        return TrainResult(self.grid, self.step, self.elapsed, {"stages": self.stages})
+
+    def _after_step(self, loss: float, loss_mse: float) -> None:
+        cfg, step = self.cfg, self.step
+        st = self.stages[-1]
+        if step % max(cfg.log_every, 1) == 0 or step == cfg.steps:
+            st["peak_rss_mb"] = max(st["peak_rss_mb"], current_rss_mb())
+            eta = self.elapsed / step * (cfg.steps - step)
+            self.sink.emit(
+                "progress", step=step, total=cfg.steps, loss=loss,
+                psnr=-10.0 * math.log10(max(loss_mse, 1e-10)), resolution=list(self.grid.resolution),
+                voxels=self.grid.n_active, elapsed=self.elapsed, eta=eta,
+            )
+        if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            self.save()
+        if cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0:
+            path = self.out_dir / "snapshot.npz"
+            save_grid(path, self.grid.to_grid_data({"step": step, "snapshot": True}))
+            self.sink.emit("snapshot", step=step, path=str(path))
+
+
+def run_training(
+    cfg: TrainConfig, data: Dataset, out_dir: Path, sink: EventSink, *, resume: bool, device: torch.device
+) -> TrainResult:
+    """Trains a grid on data.train; see the module docstring and docs/CONTRACTS.md for the outputs."""
+    trainer = Trainer(cfg, data, Path(out_dir), sink, device)
+    if resume:
+        trainer.load(load_checkpoint(Path(out_dir) / "checkpoint.pt"))
+    return trainer.run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import bpy
 
 from .capture.sources import rig_collection
@@ -75,7 +77,7 @@ class VIEW3D_PT_plenox_capture(PlenoxPanel):
             layout.label(text=s.status)
 
 
-class VIEW3D_PT_plenox_train(PlenoxPanel, bpy.types.Panel):
+class VIEW3D_PT_plenox_train(PlenoxPanel):
     bl_idname = "VIEW3D_PT_plenox_train"
     bl_label = "Train"
 
@@ -83,9 +85,10 @@ class VIEW3D_PT_plenox_train(PlenoxPanel, bpy.types.Panel):
         from .operators.train import active_process
 
         layout = self.layout
+        assert layout is not None
         layout.use_property_split = True
         layout.use_property_decorate = False
-        s = context.scene.plenox.train
+        s: Any = scene_of(context).plenox.train  # type: ignore[attr-defined]
         running = active_process() is not None
         col = layout.column()
         col.enabled = not running
@@ -142,15 +145,16 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines or [""]
 
 
-class VIEW3D_PT_plenox_import(PlenoxPanel, bpy.types.Panel):
+class VIEW3D_PT_plenox_import(PlenoxPanel):
     bl_idname = "VIEW3D_PT_plenox_import"
     bl_label = "Import"
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
+        assert layout is not None
         layout.use_property_split = True
         layout.use_property_decorate = False
-        s = context.scene.plenox.import_settings
+        s: Any = scene_of(context).plenox.import_settings  # type: ignore[attr-defined]
         layout.prop(s, "grid_path")
         layout.prop(s, "object_name")
         layout.prop(s, "color_space")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import bpy
 
 from . import capture, import_volume, train
 
 classes = (*capture.classes, *train.classes, *import_volume.classes)
+_register_classes: Callable[[], None]
+_unregister_classes: Callable[[], None]
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # the 4.2 stubs declare it as returning None
 
 

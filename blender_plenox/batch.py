@@ -18,9 +18,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-# Inside the Blender executable bpy is loaded before any script runs; under plain Python it is not.
-IN_BLENDER_EXECUTABLE = "bpy" in sys.modules
-
 # option name → capture-settings property (the panel's); types, choices, help and defaults come from RNA
 CAPTURE_OPTIONS = {
     "source": "source",
@@ -53,10 +50,14 @@ CAPTURE_OPTIONS = {
 def script_argv(argv: list[str]) -> list[str]:
     """The script's own arguments: everything after `--` inside Blender (the rest is Blender's); under
     plain Python all arguments, with a separating `--` dropped."""
+    import bpy
+
+    # The Blender executable reports its own path; the bpy module (plain Python) reports none.
+    in_blender = bool(bpy.app.binary_path)
     if "--" in argv:
         i = argv.index("--")
-        return argv[i + 1 :] if IN_BLENDER_EXECUTABLE else argv[1:i] + argv[i + 1 :]
-    return [] if IN_BLENDER_EXECUTABLE else argv[1:]
+        return argv[i + 1 :] if in_blender else argv[1:i] + argv[i + 1 :]
+    return [] if in_blender else argv[1:]
 
 
 def import_addon() -> ModuleType:

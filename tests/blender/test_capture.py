@@ -22,6 +22,7 @@ from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
 import blender_plenox
+from blender_plenox.batch import script_argv
 from blender_plenox.capture.session import CaptureSession, camera_intrinsics, run_blocking
 from blender_plenox.capture.sources import RIG_COLLECTION
 from blender_plenox.capture.targets import CaptureError
@@ -306,7 +307,8 @@ def test_animated_camera_over_frames(tmp_path: Path) -> None:
     before = fingerprint(scene)
     settings(source="ANIMATION", use_scene_frames=False, frame_start=2, frame_end=5, frame_step=1, test_every=0,
              resolution_x=32, resolution_y=24, samples=1, output_dir=str(tmp_path / "ds"))
-    assert bpy.ops.plenox.capture() == {"FINISHED"}
+    # invoked as from the panel's button: without an event loop it must block instead of going modal
+    assert bpy.ops.plenox.capture("INVOKE_DEFAULT") == {"FINISHED"}
     assert fingerprint(scene) == before
     frames = json.loads((tmp_path / "ds" / "transforms_train.json").read_text())["frames"]
     assert [f["frame"] for f in frames] == [2, 3, 4, 5]
@@ -343,6 +345,8 @@ def test_batch_script_headless(tmp_path: Path) -> None:
     blend = tmp_path / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     script = REPO / "blender_plenox" / "batch.py"
+    # under the bpy module the arguments on both sides of `--` are the script's
+    assert script_argv(["batch.py", "--blend", "a.blend", "--", "--out", "d"]) == ["--blend", "a.blend", "--out", "d"]
     out = tmp_path / "ds"
     args = ["--out", str(out), "--views", "3", "--width", "24", "--height", "24", "--samples", "1",
             "--no-denoise", "--test-every", "3", "--layout", "sphere", "--seed", "4"]

@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import bpy
+import numpy as np
 
 
 def build_scene() -> bpy.types.Scene:
@@ -45,15 +44,36 @@ def build_scene() -> bpy.types.Scene:
         obj.data.materials.append(mat)
         return obj
 
-    add(bpy.ops.mesh.primitive_cylinder_add, material("Base", (0.8, 0.75, 0.6)), radius=1.0, depth=0.2,
-        location=(0, 0, -0.1))
-    add(bpy.ops.mesh.primitive_cube_add, material("Red", (0.8, 0.1, 0.05)), size=0.7,
-        location=(-0.4, -0.25, 0.35), rotation=(0, 0, 0.5))
-    sphere = add(bpy.ops.mesh.primitive_uv_sphere_add, material("Green", (0.1, 0.6, 0.15), 0.3), radius=0.35,
-                 location=(0.4, -0.2, 0.35), segments=48, ring_count=24)
+    add(
+        bpy.ops.mesh.primitive_cylinder_add,
+        material("Base", (0.8, 0.75, 0.6)),
+        radius=1.0,
+        depth=0.2,
+        location=(0, 0, -0.1),
+    )
+    add(
+        bpy.ops.mesh.primitive_cube_add,
+        material("Red", (0.8, 0.1, 0.05)),
+        size=0.7,
+        location=(-0.4, -0.25, 0.35),
+        rotation=(0, 0, 0.5),
+    )
+    sphere = add(
+        bpy.ops.mesh.primitive_uv_sphere_add,
+        material("Green", (0.1, 0.6, 0.15), 0.3),
+        radius=0.35,
+        location=(0.4, -0.2, 0.35),
+        segments=48,
+        ring_count=24,
+    )
     bpy.ops.object.shade_smooth()
-    add(bpy.ops.mesh.primitive_cone_add, material("Blue", (0.1, 0.2, 0.8)), radius1=0.3, depth=0.8,
-        location=(0.05, 0.45, 0.4))
+    add(
+        bpy.ops.mesh.primitive_cone_add,
+        material("Blue", (0.1, 0.2, 0.8)),
+        radius1=0.3,
+        depth=0.8,
+        location=(0.05, 0.45, 0.4),
+    )
     sphere.select_set(False)
 
     sun = bpy.data.lights.new("Sun", "SUN")
@@ -74,7 +94,9 @@ def build_scene() -> bpy.types.Scene:
     return scene
 
 
-def camera_from_frame(scene: bpy.types.Scene, meta: dict[str, Any], frame: dict[str, Any]) -> bpy.types.Object:
+def camera_from_frame(
+    scene: bpy.types.Scene, meta: dict[str, Any], frame: dict[str, Any]
+) -> bpy.types.Object:
     """A Blender camera reproducing a dataset view (contract 1: fl_x, cx, cy, w, h; camera-to-world)."""
     w = int(frame.get("w", meta.get("w")))
     h = int(frame.get("h", meta.get("h")))
@@ -99,15 +121,21 @@ def camera_from_frame(scene: bpy.types.Scene, meta: dict[str, Any], frame: dict[
     return obj
 
 
-def render_volume_view(scene: bpy.types.Scene, volume_name: str, path: str, raw: bool,
-                       background=(1.0, 1.0, 1.0), samples: int = 16) -> np.ndarray:
+def render_volume_view(
+    scene: bpy.types.Scene,
+    volume_name: str,
+    path: str,
+    raw: bool,
+    background=(1.0, 1.0, 1.0),
+    samples: int = 16,
+) -> np.ndarray:
     """Cycles render of only the volume (other objects hidden), over a flat background; RGB in [0, 1]."""
     hidden = []
     for obj in scene.objects:
-        if obj.type not in {"VOLUME", "CAMERA"} or (obj.type == "VOLUME" and obj.name != volume_name):
-            if not obj.hide_render:
-                hidden.append(obj)
-                obj.hide_render = True
+        unwanted = obj.type not in {"VOLUME", "CAMERA"} or (obj.type == "VOLUME" and obj.name != volume_name)
+        if unwanted and not obj.hide_render:
+            hidden.append(obj)
+            obj.hide_render = True
     world = bpy.data.worlds.new("CompareWorld")
     if world.node_tree is None:
         world.use_nodes = True
@@ -159,14 +187,35 @@ def trainer_dc_render(python: str, run: str, data: str, out_dir: str) -> list[st
     """`python -m trainer render --dc-only` for the test views; returns the image paths."""
     from .utils.trainer_process import child_env
 
-    cmd = [python, "-m", "trainer", "render", "--run", run, "--data", data, "--views", "test",
-           "--dc-only", "--out", out_dir]
+    cmd = [
+        python,
+        "-m",
+        "trainer",
+        "render",
+        "--run",
+        run,
+        "--data",
+        data,
+        "--views",
+        "test",
+        "--dc-only",
+        "--out",
+        out_dir,
+    ]
     subprocess.run(cmd, check=True, env=child_env())
     return sorted(str(p) for p in Path(out_dir).glob("test_*.png"))
 
 
-def compare(blend: str | None, data: str, run: str, out: str, python: str, view: int = 0,
-            volume_name: str = "Plenoxels", raw: bool = False) -> dict[str, float]:
+def compare(
+    blend: str | None,
+    data: str,
+    run: str,
+    out: str,
+    python: str,
+    view: int = 0,
+    volume_name: str = "Plenoxels",
+    raw: bool = False,
+) -> dict[str, float]:
     """Writes side_by_side.png and comparison.json; returns the PSNRs."""
     if blend:
         bpy.ops.wm.open_mainfile(filepath=blend)
@@ -212,8 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.blend))
         print(f"saved {args.blend}")
         return 0
-    figures = compare(os.path.abspath(args.blend), os.path.abspath(args.data), os.path.abspath(args.run),
-                      os.path.abspath(args.out), args.python, args.view)
+    figures = compare(
+        os.path.abspath(args.blend),
+        os.path.abspath(args.data),
+        os.path.abspath(args.run),
+        os.path.abspath(args.out),
+        args.python,
+        args.view,
+    )
     for key, value in figures.items():
         print(f"{key}: {value:.2f} dB")
     return 0

@@ -20,14 +20,18 @@ COLOR_SPACE_ITEMS = [
     (
         "LINEAR",
         "Scene Linear",
-        "Convert the trained (sRGB-encoded) colours to scene-linear, so the volume "
-        "looks like the captured images under the Standard view transform",
+        (
+            "Convert the trained (sRGB-encoded) colours to scene-linear, so the volume "
+            "looks like the captured images under the Standard view transform"
+        ),
     ),
     (
         "TRAINER",
         "Trainer Values",
-        "Keep the trainer's colour values: a render with the Raw view transform "
-        "matches the trainer's own render",
+        (
+            "Keep the trainer's colour values: a render with the Raw view transform "
+            "matches the trainer's own render"
+        ),
     ),
 ]
 
@@ -106,8 +110,10 @@ class PlenoxTrainSettings(bpy.types.PropertyGroup):
         precision=12,
     )
     extra_overrides: StringProperty(  # type: ignore[valid-type]
-        name="Extra Settings", description="More trainer settings as space-separated key=value pairs "
-        "(trainer/config.py names), e.g. `batch_rays=2048 sh_degree=1`", default="",
+        name="Extra Settings",
+        description="More trainer settings as space-separated key=value pairs "
+        "(trainer/config.py names), e.g. `batch_rays=2048 sh_degree=1`",
+        default="",
     )
     live_preview: BoolProperty(  # type: ignore[valid-type]
         name="Live Preview",

@@ -40,7 +40,7 @@ class PLENOX_OT_import_volume(bpy.types.Operator):
 
     bl_idname = "plenox.import_volume"
     bl_label = "Import Grid"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012  # Blender reads a plain set
 
     filepath: StringProperty(  # type: ignore[valid-type]
         name="Grid File",

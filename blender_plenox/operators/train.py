@@ -75,7 +75,7 @@ def _import(context: bpy.types.Context, grid_path: str, name_suffix: str = "") -
     """Imports a grid; returns an error message ('' on success) instead of raising mid-modal."""
     try:
         import_with_settings(context, grid_path)
-    except Exception as err:  # a bad snapshot must not end the run
+    except Exception as err:  # noqa: BLE001  # a bad snapshot must not end the run
         return f"import of {grid_path} failed{name_suffix}: {err}"
     return ""
 
@@ -113,7 +113,7 @@ class PLENOX_OT_train(bpy.types.Operator):
 
     bl_idname = "plenox.train"
     bl_label = "Train"
-    bl_options = {"REGISTER"}
+    bl_options = {"REGISTER"}  # noqa: RUF012  # Blender reads a plain set
 
     _timer: Any = None
     _proc: tp.TrainerProcess | None = None

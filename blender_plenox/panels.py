@@ -7,6 +7,7 @@ from typing import Any
 import bpy
 
 from .capture.sources import rig_collection
+from .operators.capture import active_session
 from .properties import capture_settings, scene_of
 
 
@@ -70,7 +71,7 @@ class VIEW3D_PT_plenox_capture(PlenoxPanel):
 
         layout.use_property_split = False
         layout.operator("plenox.capture", icon="RENDER_STILL")
-        if s.running:
+        if active_session() is not None:
             layout.progress(factor=s.progress, text=s.status)
             layout.label(text="Esc cancels (views written are kept)", icon="INFO")
         elif s.status:

@@ -144,9 +144,6 @@ class PlenoxCaptureSettings(bpy.types.PropertyGroup):
         name="Progress", description="Share of the views rendered", default=0.0, min=0.0, max=1.0,
         subtype="FACTOR",
     )
-    running: BoolProperty(  # type: ignore[valid-type]
-        name="Running", description="A capture is in progress", default=False,
-    )
 
 
 class PlenoxSettings(bpy.types.PropertyGroup):

@@ -93,10 +93,13 @@ class CaptureSession:
             prepare_directory(self.root, overwrite=settings.overwrite)
         except (OSError, ValueError) as err:
             raise CaptureError(str(err)) from None
+        view: Any = self.scene.view_settings
         self.writer = DatasetWriter(
             self.root, aabb, test_every=settings.test_every,
             metadata={"scene": self.scene.name, "source": settings.source,
-                      "blend": bpy.data.filepath, "blender": bpy.app.version_string},
+                      "blend": bpy.data.filepath, "blender": bpy.app.version_string,
+                      # the PNGs hold display-referred colours under this view transform
+                      "view_transform": view.view_transform, "look": view.look},
         )
         self.state = SceneState.capture(self.scene, self.view_layer)
         self.index = 0

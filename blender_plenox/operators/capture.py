@@ -22,6 +22,15 @@ def _settings(context: bpy.types.Context) -> PlenoxCaptureSettings:
     return capture_settings(context)
 
 
+# The capture in progress, if any. Kept here rather than in a scene property so that a file saved (or a
+# Blender that crashed) mid-capture never comes back believing a capture is still running.
+_active: list[CaptureSession] = []
+
+
+def active_session() -> CaptureSession | None:
+    return _active[0] if _active else None
+
+
 class PLENOX_OT_capture(bpy.types.Operator):
     """Render the scene from every capture camera into a dataset folder (Esc cancels, keeping the views
     already written)"""
@@ -35,7 +44,7 @@ class PLENOX_OT_capture(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and not _settings(context).running
+        return context.scene is not None and not _active
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         settings = _settings(context)
@@ -60,7 +69,7 @@ class PLENOX_OT_capture(bpy.types.Operator):
             self.report({"ERROR"}, str(err))
             settings.status = str(err)
             return {"CANCELLED"}
-        settings.running = True
+        _active.append(self._session)
         settings.progress = 0.0
         settings.status = f"rendering 0 / {self._session.total}"
         wm = context.window_manager
@@ -103,7 +112,7 @@ class PLENOX_OT_capture(bpy.types.Operator):
         wm.progress_end()
         session.finish()
         settings = _settings(context)
-        settings.running = False
+        _active.clear()
         settings.status = session.summary()
         self.report({"WARNING" if cancelled else "INFO"}, settings.status)
         if cancelled and session.writer.written():

@@ -147,6 +147,8 @@ def test_capture_rig_writes_dataset_and_restores_scene(tmp_path: Path) -> None:
     train = json.loads((out / "transforms_train.json").read_text())
     test = json.loads((out / "transforms_test.json").read_text())
     assert len(train["frames"]) == 7 and len(test["frames"]) == 1
+    assert train["blender_plenox"]["view_transform"] == scene.view_settings.view_transform
+    assert train["blender_plenox"]["source"] == "RIG" and train["blender_plenox"]["version"] == 1
     for doc in (train, test):
         assert (doc["w"], doc["h"]) == (64, 64)
         assert doc["fl_x"] == pytest.approx(doc["fl_y"]) and (doc["cx"], doc["cy"]) == (32.0, 32.0)

@@ -24,13 +24,13 @@ import bpy
 import numpy as np
 
 
-def build_scene() -> bpy.types.Scene:
+def build_scene() -> Any:
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
+    scene: Any = bpy.context.scene
     scene.name = "PlenoxDemo"
 
-    def material(name: str, rgb: tuple[float, float, float], rough: float = 0.5) -> bpy.types.Material:
-        mat = bpy.data.materials.new(name)
+    def material(name: str, rgb: tuple[float, float, float], rough: float = 0.5) -> Any:
+        mat: Any = bpy.data.materials.new(name)
         if mat.node_tree is None:
             mat.use_nodes = True
         bsdf = mat.node_tree.nodes.get("Principled BSDF")
@@ -38,9 +38,9 @@ def build_scene() -> bpy.types.Scene:
         bsdf.inputs["Roughness"].default_value = rough
         return mat
 
-    def add(obj_op: Any, mat: bpy.types.Material, **kw: Any) -> bpy.types.Object:
+    def add(obj_op: Any, mat: Any, **kw: Any) -> Any:
         obj_op(**kw)
-        obj = bpy.context.active_object
+        obj: Any = bpy.context.active_object
         obj.data.materials.append(mat)
         return obj
 
@@ -76,12 +76,12 @@ def build_scene() -> bpy.types.Scene:
     )
     sphere.select_set(False)
 
-    sun = bpy.data.lights.new("Sun", "SUN")
+    sun: Any = bpy.data.lights.new("Sun", "SUN")
     sun.energy = 3.0
     sun_obj = bpy.data.objects.new("Sun", sun)
     sun_obj.rotation_euler = (math.radians(40), math.radians(10), math.radians(30))
     scene.collection.objects.link(sun_obj)
-    world = bpy.data.worlds.new("World")
+    world: Any = bpy.data.worlds.new("World")
     scene.world = world
     if world.node_tree is None:
         world.use_nodes = True
@@ -94,12 +94,10 @@ def build_scene() -> bpy.types.Scene:
     return scene
 
 
-def camera_from_frame(
-    scene: bpy.types.Scene, meta: dict[str, Any], frame: dict[str, Any]
-) -> bpy.types.Object:
+def camera_from_frame(scene: Any, meta: dict[str, Any], frame: dict[str, Any]) -> Any:
     """A Blender camera reproducing a dataset view (contract 1: fl_x, cx, cy, w, h; camera-to-world)."""
-    w = int(frame.get("w", meta.get("w")))
-    h = int(frame.get("h", meta.get("h")))
+    w = int(frame.get("w", meta["w"]))
+    h = int(frame.get("h", meta["h"]))
     fl_x = float(frame.get("fl_x", meta.get("fl_x", 0.5 * w / math.tan(0.5 * meta["camera_angle_x"]))))
     cx = float(frame.get("cx", meta.get("cx", w / 2)))
     cy = float(frame.get("cy", meta.get("cy", h / 2)))
@@ -122,7 +120,7 @@ def camera_from_frame(
 
 
 def render_volume_view(
-    scene: bpy.types.Scene,
+    scene: Any,
     volume_name: str,
     path: str,
     raw: bool,
@@ -136,7 +134,7 @@ def render_volume_view(
         if unwanted and not obj.hide_render:
             hidden.append(obj)
             obj.hide_render = True
-    world = bpy.data.worlds.new("CompareWorld")
+    world: Any = bpy.data.worlds.new("CompareWorld")
     if world.node_tree is None:
         world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (*background, 1.0)
@@ -219,7 +217,7 @@ def compare(
     """Writes side_by_side.png and comparison.json; returns the PSNRs."""
     if blend:
         bpy.ops.wm.open_mainfile(filepath=blend)
-    scene = bpy.context.scene
+    scene: Any = bpy.context.scene
     os.makedirs(out, exist_ok=True)
     meta = json.loads(Path(data, "transforms_test.json").read_text())
     frame = meta["frames"][view]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
@@ -36,7 +38,7 @@ COLOR_SPACE_ITEMS = [
 ]
 
 
-def _update_material(self: bpy.types.PropertyGroup, context: bpy.types.Context) -> None:
+def _update_material(self: Any, context: Any) -> None:
     from .volume.volume_object import find_volume_object, set_material_controls
 
     obj = find_volume_object(context.scene, self.object_name)
@@ -57,8 +59,12 @@ class PlenoxTrainSettings(bpy.types.PropertyGroup):
         subtype="DIR_PATH",
         default="",
     )
-    preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default="fast")  # type: ignore[valid-type]
-    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
+    preset: EnumProperty(  # type: ignore[valid-type]
+        name="Preset", description="The trainer's schedule", items=PRESET_ITEMS, default="fast"
+    )
+    device: EnumProperty(  # type: ignore[valid-type]
+        name="Device", description="Where the trainer runs", items=DEVICE_ITEMS, default="auto"
+    )
     use_overrides: BoolProperty(  # type: ignore[valid-type]
         name="Override Preset",
         description="Pass the values below to the trainer instead of the preset's",
@@ -142,13 +148,24 @@ class PlenoxTrainSettings(bpy.types.PropertyGroup):
         default=True,
     )
     # Runtime state shown by the panel.
-    running: BoolProperty(name="Running", default=False)  # type: ignore[valid-type]
-    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")  # type: ignore[valid-type]
-    status: StringProperty(name="Status", default="")  # type: ignore[valid-type]
-    error: StringProperty(name="Error", default="")  # type: ignore[valid-type]
-    log_path: StringProperty(name="Log", default="", subtype="FILE_PATH")  # type: ignore[valid-type]
-    last_grid: StringProperty(name="Trained Grid", default="", subtype="FILE_PATH")  # type: ignore[valid-type]
-    can_resume: BoolProperty(name="Can Resume", default=False)  # type: ignore[valid-type]
+    running: BoolProperty(name="Running", description="A training run is in progress", default=False)  # type: ignore[valid-type]
+    progress: FloatProperty(  # type: ignore[valid-type]
+        name="Progress",
+        description="Share of the steps done",
+        default=0.0,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+    )
+    status: StringProperty(name="Status", description="What the trainer is doing", default="")  # type: ignore[valid-type]
+    error: StringProperty(name="Error", description="Why the last run failed", default="")  # type: ignore[valid-type]
+    log_path: StringProperty(  # type: ignore[valid-type]
+        name="Log", description="The trainer's log of the last run", default="", subtype="FILE_PATH"
+    )
+    last_grid: StringProperty(  # type: ignore[valid-type]
+        name="Trained Grid", description="Grid file of the last finished run", default="", subtype="FILE_PATH"
+    )
+    can_resume: BoolProperty(name="Can Resume", description="The last run left a checkpoint", default=False)  # type: ignore[valid-type]
 
 
 class PlenoxImportSettings(bpy.types.PropertyGroup):
@@ -186,8 +203,13 @@ class PlenoxImportSettings(bpy.types.PropertyGroup):
         min=0.0,
         soft_max=100.0,
     )
-    color_space: EnumProperty(name="Colours", items=COLOR_SPACE_ITEMS, default="LINEAR")  # type: ignore[valid-type]
-    status: StringProperty(name="Status", default="")  # type: ignore[valid-type]
+    color_space: EnumProperty(  # type: ignore[valid-type]
+        name="Colours",
+        description="How trained colours map to Blender colours",
+        items=COLOR_SPACE_ITEMS,
+        default="LINEAR",
+    )
+    status: StringProperty(name="Status", description="What the last import did", default="")  # type: ignore[valid-type]
 
 
 classes = (PlenoxTrainSettings, PlenoxImportSettings)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
+else:
+    OperatorReturnItems = str
 from bpy.props import StringProperty
 
 from ..io.grid_reader import GridFileError
 from ..volume.importer import ImportResult, import_grid
 
 
-def import_with_settings(context: bpy.types.Context, grid_path: str) -> ImportResult:
+def import_with_settings(context: Any, grid_path: str) -> ImportResult:
     s: Any = context.scene.plenox.import_settings
     return import_grid(
         context.scene,
@@ -24,7 +29,7 @@ def import_with_settings(context: bpy.types.Context, grid_path: str) -> ImportRe
     )
 
 
-def show_in_viewport(context: bpy.types.Context) -> None:
+def show_in_viewport(context: Any) -> None:
     """Volumes show their colour only with material shading: switch Solid viewports to it."""
     screen = getattr(context, "screen", None)
     for area in screen.areas if screen else ():
@@ -50,7 +55,7 @@ class PLENOX_OT_import_volume(bpy.types.Operator):
         options={"SKIP_SAVE"},
     )
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: Any) -> set[OperatorReturnItems]:
         settings: Any = context.scene.plenox
         path = self.filepath or settings.import_settings.grid_path or settings.train.last_grid
         if not path:

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
+else:
+    OperatorReturnItems = str
 from bpy.app.handlers import persistent
 
 from .. import preferences
@@ -23,7 +28,7 @@ def active_process() -> tp.TrainerProcess | None:
     return _active if _active is not None and _active.running else None
 
 
-def resolve_dirs(context: bpy.types.Context) -> tuple[str, str]:
+def resolve_dirs(context: Any) -> tuple[str, str]:
     scene = context.scene
     s: Any = scene.plenox
     base = os.path.join(preferences.default_output_dir(context), bpy.path.clean_name(scene.name))
@@ -32,7 +37,7 @@ def resolve_dirs(context: bpy.types.Context) -> tuple[str, str]:
     return os.path.abspath(bpy.path.abspath(data)), os.path.abspath(bpy.path.abspath(out))
 
 
-def find_python(context: bpy.types.Context) -> tp.InterpreterCheck:
+def find_python(context: Any) -> tp.InterpreterCheck:
     """Checks (once per interpreter and session) that it can import torch and the trainer."""
     preferred = (
         bpy.path.abspath(preferences.trainer_python(context)) if preferences.trainer_python(context) else ""
@@ -43,7 +48,7 @@ def find_python(context: bpy.types.Context) -> tp.InterpreterCheck:
     return _checked[key]
 
 
-def build_command(context: bpy.types.Context, python: str) -> tuple[list[str], str]:
+def build_command(context: Any, python: str) -> tuple[list[str], str]:
     s: Any = context.scene.plenox.train
     data, out = resolve_dirs(context)
     overrides: dict[str, object] = {}
@@ -71,7 +76,7 @@ def build_command(context: bpy.types.Context, python: str) -> tuple[list[str], s
     return cmd, out
 
 
-def _import(context: bpy.types.Context, grid_path: str, name_suffix: str = "") -> str:
+def _import(context: Any, grid_path: str, name_suffix: str = "") -> str:
     """Imports a grid; returns an error message ('' on success) instead of raising mid-modal."""
     try:
         import_with_settings(context, grid_path)
@@ -80,7 +85,7 @@ def _import(context: bpy.types.Context, grid_path: str, name_suffix: str = "") -
     return ""
 
 
-def _finish(context: bpy.types.Context, proc: tp.TrainerProcess) -> None:
+def _finish(context: Any, proc: tp.TrainerProcess) -> None:
     s: Any = context.scene.plenox.train
     st = proc.state
     s.running = False
@@ -120,10 +125,10 @@ class PLENOX_OT_train(bpy.types.Operator):
     _cancel_at: float = 0.0
 
     @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
+    def poll(cls, context: Any) -> bool:
         return context.scene is not None and active_process() is None
 
-    def _start(self, context: bpy.types.Context) -> tp.TrainerProcess | None:
+    def _start(self, context: Any) -> tp.TrainerProcess | None:
         global _active
         s: Any = context.scene.plenox.train
         try:
@@ -148,7 +153,7 @@ class PLENOX_OT_train(bpy.types.Operator):
         print("[plenox] " + " ".join(cmd))
         return _active
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: Any) -> set[OperatorReturnItems]:
         """Blocking run, for headless use (timers never fire under -b)."""
         proc = self._start(context)
         if proc is None:
@@ -162,7 +167,7 @@ class PLENOX_OT_train(bpy.types.Operator):
             return {"CANCELLED"}
         return {"FINISHED"}
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def invoke(self, context: Any, event: Any) -> set[OperatorReturnItems]:
         if bpy.app.background:
             return self.execute(context)
         self._proc = self._start(context)
@@ -173,7 +178,7 @@ class PLENOX_OT_train(bpy.types.Operator):
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def modal(self, context: Any, event: Any) -> set[OperatorReturnItems]:
         if event.type != "TIMER" or event.timer is not self._timer:
             return {"PASS_THROUGH"}
         proc = self._proc
@@ -216,10 +221,10 @@ class PLENOX_OT_train_cancel(bpy.types.Operator):
     bl_label = "Cancel Training"
 
     @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
+    def poll(cls, context: Any) -> bool:
         return active_process() is not None
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: Any) -> set[OperatorReturnItems]:
         proc = active_process()
         if proc is not None:
             proc.request_cancel()
@@ -232,7 +237,7 @@ class PLENOX_OT_check_python(bpy.types.Operator):
     bl_idname = "plenox.check_python"
     bl_label = "Check Trainer Python"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: Any) -> set[OperatorReturnItems]:
         s: Any = context.scene.plenox.train
         _checked.clear()
         try:

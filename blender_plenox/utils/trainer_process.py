@@ -61,8 +61,9 @@ def candidate_interpreters(preferred: str = "", trainer_root: str = "") -> list[
         found.append((os.path.expanduser(preferred), "preferences"))
     if os.environ.get(ENV_PYTHON):
         found.append((os.environ[ENV_PYTHON], f"${ENV_PYTHON}"))
-    for root in filter(None, [trainer_root, package_checkout_root()]):
-        venv_py = _venv_python(Path(root) / ".venv")
+    roots = [Path(r) for r in (trainer_root, package_checkout_root()) if r]
+    for root in roots:
+        venv_py = _venv_python(root / ".venv")
         if venv_py.is_file():
             found.append((str(venv_py), "project environment"))
     for name in ("python3", "python"):

@@ -6,6 +6,7 @@ import glob
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import bpy
 
@@ -17,7 +18,7 @@ from .volume_object import create_or_update
 
 @dataclass(frozen=True)
 class ImportResult:
-    obj: bpy.types.Object
+    obj: Any
     vdb_path: str
     active_voxels: int
     resolution: tuple[int, int, int]
@@ -42,7 +43,7 @@ def _remove_stale(grid_path: str, keep: str) -> None:
 
 
 def import_grid(
-    scene: bpy.types.Scene,
+    scene: Any,
     grid_path: str,
     object_name: str = "Plenoxels",
     multiplier: float = 1.0,

@@ -7,6 +7,8 @@ world units) times a multiplier, and zeroed below a threshold.
 
 from __future__ import annotations
 
+from typing import Any
+
 import bpy
 
 from .vdb_writer import COLOR_GRID, DENSITY_GRID
@@ -18,7 +20,7 @@ NODE_MULTIPLIER = "Density Multiplier"
 NODE_THRESHOLD = "Density Threshold"
 
 
-def reconstruction_collection(scene: bpy.types.Scene) -> bpy.types.Collection:
+def reconstruction_collection(scene: Any) -> Any:
     coll = bpy.data.collections.get(COLLECTION_NAME)
     if coll is None:
         coll = bpy.data.collections.new(COLLECTION_NAME)
@@ -27,14 +29,14 @@ def reconstruction_collection(scene: bpy.types.Scene) -> bpy.types.Collection:
     return coll
 
 
-def build_material(name: str = MATERIAL_NAME) -> bpy.types.Material:
+def build_material(name: str = MATERIAL_NAME) -> Any:
     """A node tree: σ = density·multiplier·(density > threshold); Volume = Absorption(σ) + Emission(σ·c)."""
     mat = bpy.data.materials.get(name) or bpy.data.materials.new(name)
     if mat.node_tree is None:  # Blender < 5 makes materials without a node tree
         mat.use_nodes = True
-    nt = mat.node_tree
+    nt: Any = mat.node_tree
     nt.nodes.clear()
-    n = nt.nodes
+    n: Any = nt.nodes
     density = n.new("ShaderNodeAttribute")
     density.attribute_name = DENSITY_GRID
     density.location = (-800, 100)
@@ -77,7 +79,7 @@ def build_material(name: str = MATERIAL_NAME) -> bpy.types.Material:
     return mat
 
 
-def set_material_controls(mat: bpy.types.Material, multiplier: float, threshold: float) -> None:
+def set_material_controls(mat: Any, multiplier: float, threshold: float) -> None:
     nodes = mat.node_tree.nodes if mat.node_tree else None
     if nodes is None or NODE_MULTIPLIER not in nodes or NODE_THRESHOLD not in nodes:
         return
@@ -85,24 +87,24 @@ def set_material_controls(mat: bpy.types.Material, multiplier: float, threshold:
     nodes[NODE_THRESHOLD].inputs[1].default_value = threshold
 
 
-def find_volume_object(scene: bpy.types.Scene, name: str) -> bpy.types.Object | None:
+def find_volume_object(scene: Any, name: str) -> Any:
     obj = bpy.data.objects.get(name)
     return obj if obj is not None and obj.type == "VOLUME" else None
 
 
 def create_or_update(
-    scene: bpy.types.Scene,
+    scene: Any,
     name: str,
     vdb_path: str,
     grid_path: str,
     multiplier: float = 1.0,
     threshold: float = 0.0,
-) -> bpy.types.Object:
+) -> Any:
     """Shows `vdb_path` on the Volume object `name` (made if missing); re-importing replaces its data."""
     coll = reconstruction_collection(scene)
     obj = find_volume_object(scene, name)
     old = obj.data if obj is not None else None
-    vol = bpy.data.volumes.new(name)
+    vol: Any = bpy.data.volumes.new(name)
     vol.filepath = vdb_path
     vol.grids.load()  # load now: a broken file fails here, before the scene changes
     if not vol.grids.is_loaded or len(vol.grids) == 0:

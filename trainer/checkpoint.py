@@ -8,14 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 class CheckpointError(ValueError):
     """str(e) is one line: 'PATH: problem'."""
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    import torch  # here, so that the command line's fast paths (info, bad options) skip loading torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -37,6 +37,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     weights_only=False because a checkpoint also carries numpy/python RNG states; only ever load
     checkpoints this trainer wrote into a run directory you own.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint")

@@ -166,8 +166,6 @@ def _load_run_grid(run: Path, device: torch.device) -> tuple[SparseGrid, dict[st
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainer.train import TrainingError, run_training
-
     out = Path(args.out)
     sink = args.sink
     run_info: dict[str, Any] = {}
@@ -187,6 +185,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = build_config(args.preset or "default", base, Path(args.config) if args.config else None,
                        list(args.set) + flags)
     data_root = _data_dir(args.data, run_info, out).resolve()
+    from trainer.train import TrainingError, run_training  # torch loads here, after the quick checks
+
     device = resolve_device(cfg.device)
     data = _load_data(data_root, cfg)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import tempfile
 import types
@@ -67,6 +68,8 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
         raise bad()
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):   # config.json is strict JSON, and no setting wants NaN or inf
+                raise ConfigError(f"{where}: expected a finite number, got {value}")
             return float(value)
         raise bad()
     if tp is str:

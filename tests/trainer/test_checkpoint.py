@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from trainer import checkpoint
 from trainer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
@@ -36,7 +35,7 @@ def test_interrupted_write_keeps_previous_checkpoint(tmp_path: Path, monkeypatch
         f.truncate(10)          # a torn file, then the signal arrives
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint.torch, "save", save_then_die)
+    monkeypatch.setattr(torch, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, state(2))
     monkeypatch.undo()

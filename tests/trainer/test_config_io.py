@@ -42,6 +42,7 @@ def test_sets_are_typed_by_field() -> None:
     ("background=1,2", "--set background: expected 3 values"),
     ("resolutions=a,b", "resolutions[0]: expected int"),
     ("steps", "expected key=value"),
+    ("lr_sigma=NaN", "--set lr_sigma: expected a finite number"),
 ])
 def test_bad_sets_name_the_key(item: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:

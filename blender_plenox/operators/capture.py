@@ -82,7 +82,7 @@ class PLENOX_OT_capture(bpy.types.Operator):
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
         session = self._session
         assert session is not None
-        if event.type == "ESC":
+        if event.type == "ESC" and event.value == "PRESS":
             return self._stop(context, cancelled=True)
         if event.type != "TIMER":
             return {"PASS_THROUGH"}

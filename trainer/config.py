@@ -26,6 +26,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between checkpoint.pt writes (0 = only at the end / on interrupt)
     snapshot_every: int = 0  # steps between snapshot.npz writes for the live preview (0 = never)
     log_every: int = 50  # steps between progress events
+    max_minutes: float = 0.0  # stop training early after this much wall time (0 = no limit)
 
     # --- scene box and grid --------------------------------------------------------------------
     # World box the grid spans when the dataset gives none (NeRF-synthetic scenes fit in +-1.5).

@@ -273,6 +273,8 @@ class Trainer:
         started = time.perf_counter() - self.elapsed
         try:
             while self.step < cfg.steps:
+                if cfg.max_minutes > 0 and self.elapsed > 60.0 * cfg.max_minutes:
+                    break
                 if self.stage < len(cfg.upsample_at) and self.step >= cfg.upsample_at[self.stage]:
                     self._upsample()
                 elif self.step in cfg.prune_at:

@@ -1,0 +1,113 @@
+"""Speed and quality benchmark on the NeRF-synthetic lego scene (third-party data, never in the repo).
+
+    .venv/bin/python benchmarks/bench_lego.py [--data ../shared/data/lego_half] [--preset fast]
+        [--minutes 10] [--downscale 2] [--test-views 25] [--set key=value ...]
+
+Prints, per resolution stage, training rays/s, peak RSS (or CUDA memory), voxels before/after each
+pruning; the training-batch PSNR against wall time; and the final test PSNR/SSIM with the wall time.
+Exits 0 with a message when the data is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from trainer.config import preset  # noqa: E402
+from trainer.data import load_dataset  # noqa: E402
+from trainer.metrics import psnr, ssim  # noqa: E402
+from trainer.render import render_image  # noqa: E402
+from trainer.train import render_options, resolve_device, run_training  # noqa: E402
+
+
+class RecordingSink:
+    """Keeps progress points and prints stage events as they come."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[float, int, float]] = []
+        self.t0 = time.perf_counter()
+
+    def emit(self, event: str, **f: Any) -> None:
+        now = time.perf_counter() - self.t0
+        if event == "progress":
+            self.points.append((now, int(f["step"]), float(f["psnr"])))
+            print(f"  {now:7.1f}s step {f['step']:6d}  batch psnr {f['psnr']:6.2f}  voxels {f['voxels']}", flush=True)
+        elif event == "stage":
+            print(f"  {now:7.1f}s {f['name']} at step {f['step']} {f['resolution']}: "
+                  f"{f['voxels_before']} -> {f['voxels_after']} voxels", flush=True)
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "lego_half")
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget")
+    ap.add_argument("--downscale", type=int, default=2)
+    ap.add_argument("--test-views", type=int, default=25)
+    ap.add_argument("--train-views", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args()
+    if not (args.data / "transforms_train.json").is_file():
+        print(f"{args.data}: lego data not present, nothing to benchmark")
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = preset(args.preset)
+    cfg.max_minutes = args.minutes
+    for item in args.set:
+        key, _, value = item.partition("=")
+        setattr(cfg, key, parse_value(value))
+    device = resolve_device(cfg.device)
+    t = time.perf_counter()
+    data = load_dataset(args.data, downscale=args.downscale, background=tuple(cfg.background))
+    for split, n in (("train", args.train_views), ("test", args.test_views)):
+        s = getattr(data, split)
+        s.images, s.c2w, s.intrinsics, s.paths = s.images[:n], s.c2w[:n], s.intrinsics[:n], s.paths[:n]
+    print(f"loaded {len(data.train.images)} train / {len(data.test.images)} test views at "
+          f"{data.train.width}x{data.train.height} in {time.perf_counter() - t:.1f}s; device {device}, "
+          f"{torch.get_num_threads()} threads; preset {args.preset}")
+    sink = RecordingSink()
+    out = Path("/tmp") / f"bench_lego_{args.preset}"
+    result = run_training(cfg, data, out, sink, resume=False, device=device)
+    train_s = time.perf_counter() - sink.t0
+    print(f"training: {result.step} steps in {train_s:.1f}s wall")
+    for st in result.stats["stages"]:
+        mem = f"peak CUDA {st['peak_cuda_mb']:.0f} MiB" if "peak_cuda_mb" in st else f"peak RSS {st['peak_rss_mb']:.0f} MiB"
+        prunes = ", ".join(f"step {p['step']}: {p['before']} -> {p['after']}" for p in st["prunes"]) or "none"
+        print(f"  stage {st['resolution'][0]}^3: {st['steps']} steps, {st['rays_per_s']:.0f} rays/s, {mem}, "
+              f"voxels {st['voxels_start']} -> {st['voxels_end']}; prunes: {prunes}")
+    t = time.perf_counter()
+    te = data.test
+    opts = render_options(cfg)
+    scores = []
+    for i in range(len(te.images)):
+        img = render_image(result.grid, te.c2w[i], te.intrinsics[i], te.width, te.height, data.background,
+                           chunk=cfg.eval_chunk, opts=opts)
+        scores.append((psnr(img.cpu(), te.images[i]), ssim(img.cpu(), te.images[i])))
+    eval_s = time.perf_counter() - t
+    mean_psnr = sum(p for p, _ in scores) / len(scores)
+    mean_ssim = sum(s for _, s in scores) / len(scores)
+    print(f"test: PSNR {mean_psnr:.2f} dB, SSIM {mean_ssim:.4f} over {len(scores)} views "
+          f"(eval {eval_s:.1f}s); training wall {train_s:.1f}s; voxels {result.grid.n_active}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

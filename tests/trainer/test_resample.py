@@ -1,0 +1,99 @@
+"""Upsampling reproduces linear fields; pruning frees what rays do not see and keeps the image."""
+
+from __future__ import annotations
+
+import torch
+
+from trainer.grid import SparseGrid
+from trainer.render import RenderOptions, max_weights, render_rays
+from trainer.resample import prune, upsample
+
+AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+
+
+def linear_grid(res: int) -> SparseGrid:
+    """Density and SH are linear functions of the world position of each cell centre."""
+    grid = SparseGrid.dense(res, AABB, 1, density=0.0)
+    centres = AABB[0] + (grid.coords().float() + 0.5) * grid.voxel_size
+    grid.density = 3.0 + centres @ torch.tensor([1.0, -2.0, 0.5])
+    grid.sh = 0.1 + centres @ torch.linspace(-1.0, 1.0, 36).reshape(3, 12)
+    return grid
+
+
+def test_upsample_reproduces_a_linear_field() -> None:
+    coarse = linear_grid(6)
+    for new_res in (12, 9):  # an integer and a fractional ratio
+        fine = upsample(coarse, new_res)
+        assert fine.resolution == (new_res,) * 3 and fine.n_active == new_res**3
+        centres = AABB[0] + (fine.coords().float() + 0.5) * fine.voxel_size
+        # interior: fine centres inside the coarse centres' hull, where trilinear is exact
+        half = coarse.voxel_size / 2
+        interior = ((centres >= AABB[0] + half - 1e-6) & (centres <= AABB[1] - half + 1e-6)).all(-1)
+        assert interior.sum() > 0
+        torch.testing.assert_close(
+            fine.density[interior], (3.0 + centres @ torch.tensor([1.0, -2.0, 0.5]))[interior], atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(
+            fine.sh[interior], (0.1 + centres @ torch.linspace(-1.0, 1.0, 36).reshape(3, 12))[interior],
+            atol=1e-5, rtol=0,
+        )
+
+
+def test_upsample_only_creates_children_of_active_voxels() -> None:
+    coarse = SparseGrid.from_coords(
+        (4, 4, 4), torch.tensor([[1, 2, 3], [0, 0, 0]]), torch.tensor([5.0, 7.0]), torch.zeros((2, 3)), AABB, 0
+    )
+    fine = upsample(coarse, 8)
+    assert fine.n_active == 16
+    assert set(map(tuple, (fine.coords() // 2).tolist())) == {(1, 2, 3), (0, 0, 0)}
+
+
+def ball_grid() -> SparseGrid:
+    """A dense 24^3 grid: an opaque ball of radius 0.5 in a field of near-zero density."""
+    grid = SparseGrid.dense(24, AABB, 1, density=0.0)
+    centres = AABB[0] + (grid.coords().float() + 0.5) * grid.voxel_size
+    inside = centres.norm(dim=-1) < 0.5
+    grid.density = torch.where(inside, 60.0, 0.0)
+    grid.sh = torch.zeros((grid.n_active, 12))
+    grid.sh[:, 0] = centres[:, 0] * 2.0  # red varies across the ball
+    return grid
+
+
+def rays_from_front(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    target = (torch.rand((n, 3), generator=g) * 1.6 - 0.8) * torch.tensor([1.0, 1.0, 0.0])
+    origins = torch.tensor([0.0, 0.0, 3.0]).expand(n, 3)
+    dirs = torch.nn.functional.normalize(target - origins, dim=-1)
+    return origins.contiguous(), dirs
+
+
+def test_prune_frees_unseen_voxels_and_keeps_the_image() -> None:
+    grid = ball_grid()
+    opts = RenderOptions()
+    o, d = rays_from_front(4000)
+    before, _ = render_rays(grid, o, d, (1.0, 1.0, 1.0), opts)
+    weights = max_weights(grid, o, d, opts, chunk=1000)
+    pruned, old_rows = prune(grid, weights >= 0.005, dilate=1)
+    assert pruned.n_active < grid.n_active // 4
+    assert pruned.density.numel() == pruned.n_active and pruned.sh.shape[0] == pruned.n_active
+    torch.testing.assert_close(pruned.density, grid.density[old_rows])
+    # the back of the ball and the empty space were never seen: gone
+    back = pruned.coords()[:, 2] < 8
+    assert not bool(back.any())
+    after, _ = render_rays(pruned, o, d, (1.0, 1.0, 1.0), opts)
+    torch.testing.assert_close(after, before, atol=2e-2, rtol=0)
+
+
+def test_max_weights_are_the_largest_sample_weight() -> None:
+    grid = ball_grid()
+    o, d = rays_from_front(1)
+    opts = RenderOptions(stop_transmittance=0.0)
+    w = max_weights(grid, o, d, opts)
+    # a single ray through an opaque ball: the largest weight is close to 1 - exp(-sigma * delta)
+    delta = 0.5 * 2.0 / 24
+    assert float(w.max()) <= 1.0 - torch.exp(torch.tensor(-60.0 * delta)) + 1e-6
+    assert float(w.max()) > 0.3  # the trilinear skin spreads the surface over a few samples
+    # behind the opaque ball nothing is visible; beside the ray nothing is touched
+    back = grid.coords()[:, 2] < 8
+    assert float(w[back].max()) < 1e-3
+    assert 0 < int((w > 0).sum()) < 200

@@ -142,7 +142,11 @@ def train_and_import(args: argparse.Namespace, bpy: Any) -> int:
         t.resume = args.resume
         t.overwrite = not args.resume
         t.import_when_done = False
-        if bpy.ops.plenox.train() != {"FINISHED"}:
+        try:  # an operator that reports an error raises RuntimeError under bpy
+            finished = bpy.ops.plenox.train() == {"FINISHED"}
+        except RuntimeError:
+            finished = False
+        if not finished:
             print(f"error: train: {t.error}", file=sys.stderr)
             return 1
         print(f"trained: {t.last_grid} ({t.status})", flush=True)
@@ -150,7 +154,11 @@ def train_and_import(args: argparse.Namespace, bpy: Any) -> int:
         grid = args.grid or str(Path(run) / "grid.npz")
         if args.color_space:
             scene.plenox.import_settings.color_space = args.color_space.upper()
-        if bpy.ops.plenox.import_volume(filepath=str(Path(grid).resolve())) != {"FINISHED"}:
+        try:
+            finished = bpy.ops.plenox.import_volume(filepath=str(Path(grid).resolve())) == {"FINISHED"}
+        except RuntimeError:
+            finished = False
+        if not finished:
             print(f"error: import: {scene.plenox.import_settings.status}", file=sys.stderr)
             return 2
         print(scene.plenox.import_settings.status, flush=True)

@@ -166,6 +166,17 @@ def _load_run_grid(run: Path, device: torch.device) -> tuple[SparseGrid, dict[st
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    with sigterm_as_interrupt():
+        try:
+            return _train(args)
+        except KeyboardInterrupt:
+            out = Path(args.out)
+            if (out / "checkpoint.pt").is_file():
+                raise _Interrupted(f"{out / 'checkpoint.pt'}: interrupted; `--resume` continues from it") from None
+            raise _Interrupted(f"{out}: interrupted before the first checkpoint") from None
+
+
+def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     sink = args.sink
     run_info: dict[str, Any] = {}
@@ -185,7 +196,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = build_config(args.preset or "default", base, Path(args.config) if args.config else None,
                        list(args.set) + flags)
     data_root = _data_dir(args.data, run_info, out).resolve()
-    from trainer.train import TrainingError, run_training  # torch loads here, after the quick checks
+    from trainer.grid import SparseGrid  # torch loads here, after the quick checks
+    from trainer.gridfile import save_grid
+    from trainer.train import TrainingError, run_training
 
     device = resolve_device(cfg.device)
     data = _load_data(data_root, cfg)
@@ -199,37 +212,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not resume:
         log(f"{out}/checkpoint.pt: none yet, starting the run from step 0 with its config.json")
     start = time.time()
-    with sigterm_as_interrupt():
-        try:
-            result = run_training(cfg, data, out, sink, resume=resume, device=device)
-        except KeyboardInterrupt:
-            raise _Interrupted(f"{out / 'checkpoint.pt'}: interrupted; `--resume` continues from it") from None
-        except TrainingError as e:
-            raise _TrainingFailed(str(e)) from None
+    try:
+        result = run_training(cfg, data, out, sink, resume=resume, device=device)
+    except TrainingError as e:
+        raise _TrainingFailed(str(e)) from None
 
-        metrics_tests = _evaluate(result.grid, cfg, data.test, args.test_views, out / "renders", sink, result.step)
-        metadata = {"step": result.step, "psnr": metrics_tests["psnr"], "config": config_to_json(cfg),
-                    "created": now_iso(), "trainer_version": __version__, "data": str(data_root)}
-        save_grid_path = out / "grid.npz"
-        from trainer.gridfile import save_grid
-
-        save_grid(save_grid_path, result.grid.to_grid_data(metadata))
-        grid_data_n = int(result.grid.n_active)
-        metrics = {
-            "test": metrics_tests,
-            "step": result.step,
-            "train_seconds": result.elapsed,
-            "total_seconds": time.time() - start,
-            "voxels": grid_data_n,
-            "resolution": list(result.grid.resolution),
-            "device": str(device),
-            **result.stats,   # the training loop's figures, e.g. "stages": rays/s, peak memory, pruning
-            "trainer_version": __version__,
-            "created": now_iso(),
-        }
-        write_json(out / "metrics.json", to_json_value(metrics))
-    sink.emit("done", grid=out / "grid.npz", metrics=out / "metrics.json", psnr=metrics_tests["psnr"],
-              ssim=metrics_tests["ssim"], step=result.step, elapsed=time.time() - start)
+    metadata = {"step": result.step, "psnr": None, "config": config_to_json(cfg),
+                "created": now_iso(), "trainer_version": __version__, "data": str(data_root)}
+    grid_data = result.grid.to_grid_data(metadata)
+    # Evaluate what the file holds (densities clamped at zero before interpolation), which is what
+    # Blender and `eval` see, rather than the training grid, whose negative densities render differently.
+    exported = SparseGrid.from_grid_data(grid_data, device)
+    test = _evaluate(exported, cfg, data.test, args.test_views, out / "renders", sink, result.step)
+    grid_data.metadata["psnr"] = test["psnr"]
+    save_grid(out / "grid.npz", grid_data)
+    metrics = {
+        "test": test,
+        "step": result.step,
+        "train_seconds": result.elapsed,
+        "total_seconds": time.time() - start,
+        "voxels": int(result.grid.n_active),
+        "resolution": list(result.grid.resolution),
+        "device": str(device),
+        **result.stats,   # the training loop's figures, e.g. "stages": rays/s, peak memory, pruning
+        "trainer_version": __version__,
+        "created": now_iso(),
+    }
+    write_json(out / "metrics.json", to_json_value(metrics))
+    sink.emit("done", grid=out / "grid.npz", metrics=out / "metrics.json", psnr=test["psnr"], ssim=test["ssim"],
+              step=result.step, elapsed=time.time() - start)
     return 0
 
 

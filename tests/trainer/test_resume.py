@@ -1,0 +1,68 @@
+"""SIGTERM mid-training writes a checkpoint and exits 130; --resume then finishes the same run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from cli_helpers import error_lines, events, run_trainer, start_trainer
+from scenes import write_sphere_dataset
+
+from trainer.checkpoint import load_checkpoint
+from trainer.gridfile import load_grid
+
+# a short two-stage schedule with frequent checkpoints (tiny's own steps are not needed here)
+SETTINGS = ["steps=120", "upsample_at=[60]", "prune_at=[30]", "checkpoint_every=20", "log_every=10"]
+
+
+def test_sigterm_then_resume_reaches_the_final_step(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_sphere_dataset(data, n_train=8, n_test=2, width=24, height=24, aabb=[[-1, -1, -1], [1, 1, 1]])
+    out = tmp_path / "run"
+    sets = [a for s in SETTINGS for a in ("--set", s)]
+    with (tmp_path / "stderr.txt").open("w") as err:
+        proc = start_trainer("train", "--data", data, "--out", out, "--preset", "tiny", *sets, "--progress", "json",
+                             stderr=err)
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            event = json.loads(line)
+            if event["event"] == "progress" and event["step"] >= 80:    # past the upsampling and a checkpoint
+                proc.send_signal(signal.SIGTERM)
+                break
+        try:
+            rest, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert error_lines(stderr) == [f"error: {out / 'checkpoint.pt'}: interrupted; `--resume` continues from it"]
+    assert events("".join(seen) + rest)[-1]["event"] == "error"
+    saved = load_checkpoint(out / "checkpoint.pt")
+    assert 80 <= saved["step"] < 120
+    assert not (out / "grid.npz").exists()
+    config_before = (out / "config.json").read_text()
+
+    result = run_trainer("train", "--out", out, "--resume", "--progress", "json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    evs = events(result.stdout)
+    steps = [e["step"] for e in evs if e["event"] == "progress"]
+    assert steps and steps[0] > saved["step"] and steps[-1] == 120     # continued, not restarted
+    grid = load_grid(out / "grid.npz")
+    assert grid.metadata["step"] == 120 and grid.resolution.tolist() == [32, 32, 32]
+    assert json.loads((out / "config.json").read_text()) == json.loads(config_before)
+    assert json.loads((out / "metrics.json").read_text())["step"] == 120
+
+
+@pytest.mark.parametrize("extra", [["--force"], ["--preset", "fast"]])
+def test_resume_refuses_conflicting_options(tmp_path: Path, extra: list[str]) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    result = run_trainer("train", "--out", out, "--resume", *extra)
+    assert result.returncode == 2 and len(error_lines(result.stderr)) == 1

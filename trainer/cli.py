@@ -185,7 +185,7 @@ def _train(args: argparse.Namespace) -> int:
         if args.force:
             raise UsageError("--resume and --force: choose one")
         if args.preset:
-            raise UsageError("--preset: not with --resume (the run's config.json is the base)")
+            log(f"--preset {args.preset}: ignored with --resume; the run's config.json is the base")
         if not (out / "config.json").is_file():
             raise UsageError(f"{out}/config.json: nothing to resume")
         base, run_info = _run_paths(out)

@@ -41,6 +41,7 @@ CAPTURE_OPTIONS = {
     "engine": "engine",
     "samples": "samples",
     "denoise": "use_denoising",
+    "standard-view": "standard_view",
     "margin": "aabb_margin",
     "out": "output_dir",
     "overwrite": "overwrite",

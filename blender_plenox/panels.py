@@ -65,6 +65,7 @@ class VIEW3D_PT_plenox_capture(PlenoxPanel):
         if s.engine == "CYCLES":
             layout.prop(s, "samples")
             layout.prop(s, "use_denoising")
+        layout.prop(s, "standard_view")
         layout.prop(s, "aabb_margin")
         layout.prop(s, "output_dir")
         layout.prop(s, "overwrite")

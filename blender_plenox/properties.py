@@ -123,6 +123,16 @@ class PlenoxCaptureSettings(bpy.types.PropertyGroup):
     use_denoising: BoolProperty(  # type: ignore[valid-type]
         name="Denoise", description="Denoise the Cycles renders", default=True,
     )
+    standard_view: BoolProperty(  # type: ignore[valid-type]
+        name="Standard Colours",
+        description=(
+            "Render the views with the Standard view transform (no look, exposure 0, gamma 1), restored"
+            " afterwards: plain sRGB images that the trainer can model and the imported volume can"
+            " reproduce. Off keeps the scene's view transform (e.g. AgX), whose tone mapping the"
+            " volume cannot undo"
+        ),
+        default=True,
+    )
     aabb_margin: FloatProperty(  # type: ignore[valid-type]
         name="Box Margin", description="Margin around the objects' box, as a share of its largest side",
         default=0.05, min=0.0, max=1.0, subtype="FACTOR",

@@ -24,6 +24,10 @@ _SETTINGS = (
     ("cycles", "samples"),
     ("cycles", "use_denoising"),
     ("cycles", "device"),
+    ("view_settings", "view_transform"),
+    ("view_settings", "look"),
+    ("view_settings", "exposure"),
+    ("view_settings", "gamma"),
 )
 
 

@@ -74,6 +74,14 @@ def _apply_render_settings(scene: bpy.types.Scene, settings: PlenoxCaptureSettin
         cycles.device = "CPU"
         cycles.samples = settings.samples
         cycles.use_denoising = settings.use_denoising
+    if settings.standard_view:
+        # A tone-mapping view transform (AgX, Filmic) bakes a curve into the images that an
+        # emission-absorption volume cannot reproduce; Standard is a plain sRGB encoding.
+        view = scene.view_settings
+        view.view_transform = "Standard"
+        view.look = "None"
+        view.exposure = 0.0
+        view.gamma = 1.0
 
 
 class CaptureSession:
@@ -93,6 +101,8 @@ class CaptureSession:
             prepare_directory(self.root, overwrite=settings.overwrite)
         except (OSError, ValueError) as err:
             raise CaptureError(str(err)) from None
+        self.state = SceneState.capture(self.scene, self.view_layer)
+        _apply_render_settings(self.scene, settings)
         view: Any = self.scene.view_settings
         self.writer = DatasetWriter(
             self.root, aabb, test_every=settings.test_every,
@@ -101,11 +111,9 @@ class CaptureSession:
                       # the PNGs hold display-referred colours under this view transform
                       "view_transform": view.view_transform, "look": view.look},
         )
-        self.state = SceneState.capture(self.scene, self.view_layer)
         self.index = 0
         self.started = time.monotonic()
         self.finished = False
-        _apply_render_settings(self.scene, settings)
 
     @property
     def total(self) -> int:

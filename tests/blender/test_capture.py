@@ -101,6 +101,8 @@ def fingerprint(scene: bpy.types.Scene) -> dict[str, Any]:
         "image": (r.image_settings.media_type, r.image_settings.file_format, r.image_settings.color_mode,
                   r.image_settings.color_depth),
         "cycles": (scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.device),
+        "view": (scene.view_settings.view_transform, scene.view_settings.look, scene.view_settings.exposure,
+                 scene.view_settings.gamma),
         "camera": scene.camera.name if scene.camera else None,
         "frame": (scene.frame_current, scene.frame_subframe),
         "selected": sorted(o.name for o in view_layer.objects if o.select_get()),
@@ -137,6 +139,8 @@ def test_register_twice_leaves_nothing_behind() -> None:
 
 def test_capture_rig_writes_dataset_and_restores_scene(tmp_path: Path) -> None:
     scene = small_scene()
+    scene.view_settings.view_transform = "AgX"  # the user's tone mapping, replaced by Standard for the capture
+    scene.view_settings.exposure = 0.5
     before = fingerprint(scene)
     out = tmp_path / "ds"
     s = settings(rig_views=8, resolution_x=64, resolution_y=64, samples=4, output_dir=str(out), target="VISIBLE")
@@ -147,7 +151,8 @@ def test_capture_rig_writes_dataset_and_restores_scene(tmp_path: Path) -> None:
     train = json.loads((out / "transforms_train.json").read_text())
     test = json.loads((out / "transforms_test.json").read_text())
     assert len(train["frames"]) == 7 and len(test["frames"]) == 1
-    assert train["blender_plenox"]["view_transform"] == scene.view_settings.view_transform
+    assert train["blender_plenox"]["view_transform"] == "Standard"
+    assert scene.view_settings.view_transform == "AgX"
     assert train["blender_plenox"]["source"] == "RIG" and train["blender_plenox"]["version"] == 1
     for doc in (train, test):
         assert (doc["w"], doc["h"]) == (64, 64)

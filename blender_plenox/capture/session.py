@@ -77,7 +77,7 @@ def _apply_render_settings(scene: bpy.types.Scene, settings: PlenoxCaptureSettin
     if settings.standard_view:
         # A tone-mapping view transform (AgX, Filmic) bakes a curve into the images that an
         # emission-absorption volume cannot reproduce; Standard is a plain sRGB encoding.
-        view = scene.view_settings
+        view: Any = scene.view_settings
         view.view_transform = "Standard"
         view.look = "None"
         view.exposure = 0.0

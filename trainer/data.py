@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,9 @@ def _intrinsics(frame: _Frame, width: int, height: int) -> tuple[float, float, f
 def _read_image(path: Path, background: np.ndarray) -> np.ndarray:
     """float32 [H, W, 3] in [0, 1], alpha composited over `background` (straight, not premultiplied)."""
     try:
-        raw = iio.imread(path)
+        with warnings.catch_warnings():  # imageio tries every plugin on a bad file; their deprecation noise
+            warnings.simplefilter("ignore", DeprecationWarning)
+            raw = iio.imread(path)
     except Exception as e:  # noqa: BLE001 -- imageio raises many plugin-specific errors for bad files
         raise DatasetError(f"{path}: unreadable image ({type(e).__name__}: {e})".splitlines()[0]) from None
     if raw.dtype == np.uint8:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from trainer.config import TrainConfig
     from trainer.data import Dataset, Split
     from trainer.grid import SparseGrid
+    from trainer.outputs import RenderFn
 
 EXIT_TRAINING, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -100,7 +101,7 @@ def resolve_device(name: str) -> torch.device:
 # Shared by train, eval and render
 
 
-def _render_fn(grid: SparseGrid, cfg: TrainConfig, dc_only: bool = False):  # type: ignore[no-untyped-def]
+def _render_fn(grid: SparseGrid, cfg: TrainConfig, dc_only: bool = False) -> RenderFn:
     from trainer.render import RenderOptions, render_image
 
     opts = RenderOptions(step_size=cfg.step_size, stop_transmittance=cfg.stop_transmittance,
@@ -114,11 +115,11 @@ def _render_fn(grid: SparseGrid, cfg: TrainConfig, dc_only: bool = False):  # ty
 
 
 def _evaluate(grid: SparseGrid, cfg: TrainConfig, split: Split, limit: int, renders_dir: Path | None,
-              sink: EventSink, step: int) -> dict[str, Any]:
+              sink: EventSink, step: int, split_name: str = "test") -> dict[str, Any]:
     from trainer.outputs import evaluate_views, subset
 
     views = subset(len(split.paths), limit)
-    sink.emit("stage", name="eval", step=step, message=f"rendering {len(views)} test views")
+    sink.emit("stage", name="eval", step=step, message=f"rendering {len(views)} {split_name} views")
     result = evaluate_views(_render_fn(grid, cfg), split.images, split.c2w, split.intrinsics, views, renders_dir)
     for row in result["per_view"]:
         row["image"] = str(split.paths[row["view"]])
@@ -257,7 +258,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     split = data.test if args.split == "test" else data.train
     with sigterm_as_interrupt():
         try:
-            result = _evaluate(grid, cfg, split, args.test_views, None, args.sink, int(metadata.get("step", 0)))
+            result = _evaluate(grid, cfg, split, args.test_views, None, args.sink, int(metadata.get("step", 0)),
+                               args.split)
         except KeyboardInterrupt:
             raise _Interrupted(f"{run}: evaluation interrupted") from None
     metrics_path = run / "metrics.json"
@@ -272,8 +274,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     import math
-
-    import torch
 
     from trainer.orbit import fit_distance, orbit_poses, pinhole_intrinsics
     from trainer.outputs import to_uint8, write_gif, write_png
@@ -309,7 +309,6 @@ def cmd_render(args: argparse.Namespace) -> int:
                 log(f"wrote {len(frames)} orbit views and orbit.gif to {out}")
         except KeyboardInterrupt:
             raise _Interrupted(f"{out}: rendering interrupted") from None
-    del torch
     return 0
 
 

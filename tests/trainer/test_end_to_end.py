@@ -18,8 +18,11 @@ import pytest
 from cli_helpers import error_lines, events, run_trainer
 from scenes import write_sphere_dataset
 
+from trainer.config import PRESETS
 from trainer.gridfile import load_grid
 
+TINY = PRESETS["tiny"]
+STEPS, FINAL_SIDE = TINY.steps, TINY.resolutions[-1]
 AABB = [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
 
 
@@ -51,10 +54,10 @@ def test_events_follow_contract_3(trained: dict[str, Any]) -> None:
     names = [e["event"] for e in evs]
     assert names[0] == "start" and names[-1] == "done" and "error" not in names
     start = evs[0]
-    assert start["version"] == 1 and start["device"] == "cpu" and start["total"] == 300
+    assert start["version"] == 1 and start["device"] == "cpu" and start["total"] == STEPS
     progress = [e for e in evs if e["event"] == "progress"]
     steps = [e["step"] for e in progress]
-    assert steps == sorted(steps) and steps[-1] == 300
+    assert steps == sorted(steps) and steps[-1] == STEPS
     assert all(k in progress[-1] for k in ("loss", "psnr", "resolution", "voxels", "elapsed", "eta"))
     stages = {e["name"] for e in evs if e["event"] == "stage"}
     assert {"upsample", "eval"} <= stages
@@ -71,7 +74,7 @@ def test_test_psnr_clearly_beats_a_constant_image(trained: dict[str, Any]) -> No
     assert metrics["test"]["psnr"] > best_constant + 5.0, (metrics["test"]["psnr"], best_constant)
     assert 0.5 < metrics["test"]["ssim"] <= 1.0
     assert trained["events"][-1]["psnr"] == pytest.approx(metrics["test"]["psnr"])
-    assert metrics["step"] == 300 and metrics["device"] == "cpu" and metrics["voxels"] > 0
+    assert metrics["step"] == STEPS and metrics["device"] == "cpu" and metrics["voxels"] > 0
     # the written renders, compared with the ground truth here, give the reported figures (8-bit rounding aside)
     for row, gt in zip(metrics["test"]["per_view"], gts):
         render = iio.imread(trained["out"] / "renders" / row["file"]).astype(np.float64) / 255
@@ -81,11 +84,11 @@ def test_test_psnr_clearly_beats_a_constant_image(trained: dict[str, Any]) -> No
 def test_grid_file_and_run_directory(trained: dict[str, Any]) -> None:
     out = trained["out"]
     grid = load_grid(out / "grid.npz")
-    assert grid.metadata["step"] == 300 and grid.resolution.tolist() == [32, 32, 32]
-    assert grid.aabb.tolist() == AABB and grid.metadata["config"]["steps"] == 300
+    assert grid.metadata["step"] == STEPS and grid.resolution.tolist() == [FINAL_SIDE] * 3
+    assert grid.aabb.tolist() == AABB and grid.metadata["config"]["steps"] == STEPS
     assert grid.sh.shape[2] == (grid.sh_degree + 1) ** 2 and len(grid.density) > 0
     config = json.loads((out / "config.json").read_text())
-    assert config["steps"] == 300 and json.loads((out / "run.json").read_text())["data"] == str(trained["data"])
+    assert config["steps"] == STEPS and json.loads((out / "run.json").read_text())["data"] == str(trained["data"])
     assert (out / "notes.txt").read_text() == "not the trainer's"
     assert sorted(p.name for p in (out / "renders").iterdir()) == [f"test_{i:03d}.png" for i in range(4)]
     assert not list(out.rglob(".*tmp"))
@@ -120,4 +123,4 @@ def test_info_summarises_the_run(trained: dict[str, Any]) -> None:
     info = json.loads(result.stdout)
     metrics = json.loads((trained["out"] / "metrics.json").read_text())
     assert info["metrics"]["test"]["psnr"] == pytest.approx(metrics["test"]["psnr"])
-    assert info["grid"]["voxels"] == metrics["voxels"] and info["grid"]["step"] == 300
+    assert info["grid"]["voxels"] == metrics["voxels"] and info["grid"]["step"] == STEPS

@@ -14,7 +14,7 @@ from trainer.checkpoint import load_checkpoint
 from trainer.gridfile import load_grid
 
 # a short two-stage schedule with frequent checkpoints (tiny's own steps are not needed here)
-SETTINGS = ["steps=120", "upsample_at=[60]", "prune_at=[30]", "checkpoint_every=20", "log_every=10"]
+SETTINGS = ["steps=120", "resolutions=[16,32]", "upsample_at=[60]", "prune_at=[30]", "checkpoint_every=20", "log_every=10"]
 
 
 def test_sigterm_then_resume_reaches_the_final_step(tmp_path: Path) -> None:

@@ -22,11 +22,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trainer.config import preset  # noqa: E402
-from trainer.data import load_dataset  # noqa: E402
-from trainer.metrics import psnr, ssim  # noqa: E402
-from trainer.render import render_image  # noqa: E402
-from trainer.train import render_options, resolve_device, run_training  # noqa: E402
+from trainer.config import preset
+from trainer.data import load_dataset
+from trainer.metrics import psnr, ssim
+from trainer.render import render_image
+from trainer.train import render_options, resolve_device, run_training
 
 
 class RecordingSink:

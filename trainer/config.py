@@ -38,6 +38,7 @@ class TrainConfig:
     step_size: float = 0.5  # distance between samples along a ray, in voxels (of the smallest voxel side)
     stop_transmittance: float = 1e-3  # early ray termination: samples behind this transmittance are skipped
     occupancy_block: int = 2  # side, in voxels, of the cells of the coarse occupancy mask used to skip empty space
+    occupancy_every: int = 4  # steps between rebuilds of that mask from the voxels with positive density
 
     # --- learning rates (RMSProp, grid units) -------------------------------------------------------
     lr_sigma: float = 30.0  # density learning rate at step 0 (after the delay)
@@ -60,7 +61,9 @@ class TrainConfig:
     prune_weight: float = 0.005  # voxels whose largest rendering weight over the training rays is below...
     prune_density: float = 0.0  # ...and whose density (grid units) is not above this are dropped
     prune_at: list[int] = field(default_factory=list)  # extra steps at which to prune (besides each upsampling)
-    prune_ray_stride: int = 1  # use every n-th pixel (in x and y) of each training view for the pruning pass
+    # The pruning pass uses every n-th pixel (in x and y) of each training view at the last resolution,
+    # and a proportionally larger stride on coarser grids (their voxels cover more pixels).
+    prune_ray_stride: int = 1
     prune_dilate: int = 1  # voxels kept around the surviving set
     eval_chunk: int = 16384  # rays per chunk when rendering without gradients
 
@@ -78,8 +81,8 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     # CPU preview: a few minutes on a laptop-class CPU.
     "fast": _preset(
-        steps=3000, resolutions=[64, 128], upsample_at=[1000], batch_rays=5000,
-        checkpoint_every=1000, log_every=50, lr_sigma_delay_steps=300, prune_at=[300],
+        steps=3000, resolutions=[64, 128], upsample_at=[800], batch_rays=5000,
+        checkpoint_every=1000, log_every=50, lr_sigma_delay_steps=50, prune_at=[50, 200, 400],
         prune_ray_stride=2,
     ),
     "default": _preset(

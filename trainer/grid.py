@@ -80,6 +80,7 @@ class SparseGrid:
         # Caches: links never change after construction (pruning and upsampling build a new grid).
         self._occupancy: tuple[int, torch.Tensor, torch.Tensor] | None = None
         self._coords: torch.Tensor | None = None
+        self._padded: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- geometry --------------------------------------------------------------------------------
     @property
@@ -120,30 +121,49 @@ class SparseGrid:
     def world_to_grid(self, points: torch.Tensor) -> torch.Tensor:
         return (points - self.aabb[0].to(points.device)) / self.voxel_size.to(points.device)
 
+    def _padded_links(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """links with a one-voxel border of -1 (flattened), and the flat offsets of the 8 corners.
+
+        With the border, every corner of a point inside [0, R]^3 is a valid index, so the lookup
+        needs no bounds checks.
+        """
+        if self._padded is None:
+            padded = torch.nn.functional.pad(self.links, (1, 1, 1, 1, 1, 1), value=-1).reshape(-1)
+            _, py, pz = (n + 2 for n in self.resolution)
+            offsets = (CORNERS[:, 0] * py + CORNERS[:, 1]) * pz + CORNERS[:, 2]
+            self._padded = (padded, offsets.to(self.device))
+        return self._padded
+
     def corners(self, x: torch.Tensor, clamp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Row ids [S, 8] (int64) and trilinear weights [S, 8] of the samples around grid points x [S, 3].
 
         Empty or out-of-grid corners get row 0 and weight 0, so callers need no masks. With clamp,
         points outside the centres' hull take the border value (used when resampling).
         """
-        res = torch.tensor(self.resolution, device=x.device)
+        res = torch.tensor(self.resolution, device=x.device, dtype=x.dtype)
         u = x - 0.5
         if clamp:
-            u = torch.minimum(u.clamp(min=0.0), (res - 1).to(u.dtype))
+            u = torch.minimum(u.clamp(min=0.0), res - 1)
+        else:
+            # points beyond [-1, R] see no sample; pin them to the border ring of empties
+            u = torch.minimum(u.clamp(min=-1.0), res)
         base = torch.floor(u)
         frac = u - base
-        base = base.long()
-        cells = base[:, None, :] + CORNERS.to(x.device)[None]  # [S, 8, 3]
-        inside = ((cells >= 0) & (cells < res)).all(-1)
-        flat = flatten(cells.clamp(min=0), self.resolution).clamp(max=self.links.numel() - 1)
-        rows = self.links.reshape(-1)[flat].long()
-        valid = inside & (rows >= 0)
-        # weight of corner (dx,dy,dz) = prod over axes of (frac if d else 1 - frac)
-        axis_w = torch.stack((1.0 - frac, frac), dim=-1)  # [S, 3, 2]
-        cw = CORNERS.to(x.device)
-        w = axis_w[:, 0, cw[:, 0]] * axis_w[:, 1, cw[:, 1]] * axis_w[:, 2, cw[:, 2]]
-        w = torch.where(valid, w, torch.zeros((), dtype=w.dtype, device=w.device))
-        rows = torch.where(valid, rows, torch.zeros((), dtype=rows.dtype, device=rows.device))
+        padded, offsets = self._padded_links()
+        _, py, pz = (n + 2 for n in self.resolution)
+        ijk = base.long() + 1  # index in the padded grid of the lower corner
+        flat = (ijk[:, 0] * py + ijk[:, 1]) * pz + ijk[:, 2]
+        flat = torch.minimum(flat[:, None] + offsets, torch.tensor(padded.numel() - 1, device=x.device))
+        rows = padded[flat].long()
+        valid = rows >= 0
+        # weight of corner (dx,dy,dz) = prod over axes of (frac if d else 1 - frac); corner order dx-major
+        fx, fy, fz = frac.unbind(-1)
+        wx = torch.stack((1.0 - fx, fx), -1)
+        wy = torch.stack((1.0 - fy, fy), -1)
+        wz = torch.stack((1.0 - fz, fz), -1)
+        w = (wx[:, :, None, None] * wy[:, None, :, None] * wz[:, None, None, :]).reshape(-1, 8)
+        w = w * valid
+        rows = rows.clamp(min=0)
         return rows, w
 
     def interpolate(self, x: torch.Tensor, clamp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,28 +172,35 @@ class SparseGrid:
         return trilinear(self.density[:, None], idx, w)[:, 0], trilinear(self.sh, idx, w)
 
     # --- empty-space skipping ----------------------------------------------------------------------
-    def occupancy(self, block: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A coarse mask of interpolation cells that can see an active voxel, and their bounding box.
+    def refresh_occupancy(self) -> None:
+        """Forget the cached occupancy mask (call after density changed)."""
+        self._occupancy = None
 
-        Cell c (0..R along each axis) holds the points whose lower interpolation corner is voxel c - 1,
-        so it is live when any voxel in {c-1, c}^3 is active. The mask is pooled into blocks of `block`
-        cells. Returns (mask bool [ceil((R+1)/block)]^3, box [2, 3] float in grid coordinates of the
-        region where the field can be non-zero).
+    def occupancy(self, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A coarse mask of interpolation cells whose field can be non-zero, and their bounding box.
+
+        Only voxels with positive density count: a point whose 8 corners all have density <= 0 has
+        ReLU'd density 0, contributes nothing and gets no gradient, so skipping it is exact while the
+        mask is fresh. Cell c (0..R along each axis) holds the points whose lower interpolation corner
+        is voxel c - 1, so it is live when any voxel in {c-1, c}^3 is. The mask is pooled into blocks
+        of `block` cells. Returns (mask bool [ceil((R+1)/block)]^3, box [2, 3] in grid coordinates).
         """
         if self._occupancy is not None and self._occupancy[0] == block:
             return self._occupancy[1], self._occupancy[2]
-        active = torch.nn.functional.pad((self.links >= 0), (1, 1, 1, 1, 1, 1))
-        cell = torch.zeros_like(active[1:, 1:, 1:])
+        coords = self.coords()[self.density.detach() > 0]
+        res = self.resolution
+        live = torch.zeros(tuple(n + 2 for n in res), dtype=torch.bool, device=self.device)
+        live[coords[:, 0] + 1, coords[:, 1] + 1, coords[:, 2] + 1] = True
+        cell = torch.zeros_like(live[1:, 1:, 1:])
+        nx, ny, nz = live.shape
         for dx, dy, dz in CORNERS.tolist():
-            nx, ny, nz = active.shape
-            cell |= active[dx : nx - 1 + dx, dy : ny - 1 + dy, dz : nz - 1 + dz]
+            cell |= live[dx : nx - 1 + dx, dy : ny - 1 + dy, dz : nz - 1 + dz]
         mask = block_any(cell, block)
-        if self.n_active:
-            c = self.coords()
-            lo = c.min(0).values.float() - 0.5
-            hi = c.max(0).values.float() + 1.5
-            res = torch.tensor(self.resolution, dtype=torch.float32, device=self.device)
-            box = torch.stack((lo.clamp(min=0.0), torch.minimum(hi, res)))
+        if coords.shape[0]:
+            lo = coords.min(0).values.float() - 0.5
+            hi = coords.max(0).values.float() + 1.5
+            top = torch.tensor(res, dtype=torch.float32, device=self.device)
+            box = torch.stack((lo.clamp(min=0.0), torch.minimum(hi, top)))
         else:
             box = torch.zeros((2, 3), device=self.device)
         self._occupancy = (block, mask, box)

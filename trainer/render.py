@@ -11,8 +11,8 @@ gradient, is exactly zero), and samples behind the early-termination transmittan
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

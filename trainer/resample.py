@@ -20,7 +20,7 @@ def upsample(grid: SparseGrid, resolution: int | tuple[int, int, int], chunk: in
     world units, so values carry over unchanged. Centres within half a coarse voxel of the box edge
     take the border value (the field is clamped there rather than faded to zero).
     """
-    new_res = (resolution,) * 3 if isinstance(resolution, int) else tuple(resolution)
+    new_res: tuple[int, int, int] = (resolution,) * 3 if isinstance(resolution, int) else resolution
     old_res = grid.resolution
     device = grid.device
     ratio = torch.tensor([n / o for n, o in zip(new_res, old_res)], device=device)

@@ -89,7 +89,7 @@ class Trainer:
         tr = data.train
         self.origins, self.dirs = camera_rays(tr.c2w, tr.intrinsics, tr.width, tr.height, device)
         self.colors = tr.images.reshape(-1, 3).to(device=device, dtype=torch.float32)
-        self.prune_rays = self._strided_rays(tr.images.shape[0], tr.height, tr.width, cfg.prune_ray_stride)
+        self.image_shape = (tr.images.shape[0], tr.height, tr.width)
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(cfg.seed)
         self.aabb = scene_aabb(cfg, data)
@@ -163,7 +163,9 @@ class Trainer:
 
     # --- structure changes ----------------------------------------------------------------------------
     def _prune(self, reason: str) -> None:
-        rays = self.prune_rays
+        cfg = self.cfg
+        stride = max(1, cfg.prune_ray_stride * cfg.resolutions[-1] // cfg.resolutions[self.stage])
+        rays = self._strided_rays(*self.image_shape, stride)
         weights = max_weights(self.grid, self.origins[rays], self.dirs[rays], self.opts, self.cfg.eval_chunk)
         unit = self.grid.unit
         dense_enough = self.grid.density.detach() * unit > self.cfg.prune_density
@@ -282,6 +284,8 @@ class Trainer:
                 t1 = time.perf_counter()
                 loss, loss_mse = self.train_step()
                 self.step += 1
+                if self.step % max(cfg.occupancy_every, 1) == 0:
+                    self.grid.refresh_occupancy()
                 st = self.stages[-1]
                 st["steps"] += 1
                 st["rays"] += cfg.batch_rays
@@ -292,6 +296,7 @@ class Trainer:
             self.save()
             raise
         self._close_stage_stats()
+        self.grid.refresh_occupancy()
         self.save()
         return TrainResult(self.grid, self.step, self.elapsed, {"stages": self.stages})
 

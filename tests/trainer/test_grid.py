@@ -65,13 +65,15 @@ def test_trilinear_gather_gradient_matches_gradcheck() -> None:
 
 
 def test_occupancy_mask_covers_every_point_with_nonzero_field() -> None:
-    grid = random_sparse_grid((9, 8, 7), degree=0, fill=0.05, seed=5)
+    grid = random_sparse_grid((9, 8, 7), degree=0, fill=0.1, seed=5)
+    grid.density -= 2.5  # about half the active voxels go non-positive: they must not count
+    assert bool((grid.density <= 0).any()) and bool((grid.density > 0).any())
     g = torch.Generator().manual_seed(6)
     x = torch.rand((20000, 3), generator=g) * torch.tensor([9.0, 8.0, 7.0])
     density, _ = grid.interpolate(x)
     for block in (1, 2, 3):
+        grid.refresh_occupancy()
         mask, box = grid.occupancy(block)
-        grid._occupancy = None
         cell = (torch.floor(x - 0.5).long() + 1) // block
         live = mask[cell[:, 0], cell[:, 1], cell[:, 2]]
         nonzero = density > 0

@@ -82,7 +82,6 @@ def test_segment_transmittance_is_exclusive_per_ray() -> None:
 
 def dense_reference(grid: SparseGrid, o: torch.Tensor, d: torch.Tensor, bg: torch.Tensor, step: float) -> torch.Tensor:
     """Brute force: fine uniform samples over the whole box, grid_sample on a dense volume, padded tensors."""
-    res = torch.tensor(grid.resolution, dtype=torch.float64)
     vol = torch.zeros((*grid.resolution, 1 + grid.sh.shape[1]), dtype=torch.float64)
     c = grid.coords()
     vol[c[:, 0], c[:, 1], c[:, 2]] = torch.cat((grid.density[:, None], grid.sh), 1).double()
@@ -126,7 +125,6 @@ def test_oblique_rays_match_dense_brute_force() -> None:
 def test_gradients_match_finite_differences() -> None:
     g = torch.Generator().manual_seed(2)
     res = (4, 4, 4)
-    coords = torch.nonzero(torch.ones(res, dtype=torch.bool))
     density = (torch.rand(64, generator=g, dtype=torch.float64) * 3.0 + 0.5).requires_grad_()
     sh = (torch.randn((64, 12), generator=g, dtype=torch.float64) * 0.3).requires_grad_()
     aabb = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])

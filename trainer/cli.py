@@ -290,6 +290,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             if args.views == "test":
                 data = _load_data(_data_dir(args.data, info, run).resolve(), cfg)
                 split = data.test
+                args.sink.emit("stage", name="render", message=f"{len(split.paths)} test views to {out}")
                 for i in range(len(split.paths)):
                     write_png(out / f"test_{i:03d}.png",
                               render(split.c2w[i], split.intrinsics[i], split.width, split.height))
@@ -300,6 +301,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                 size = args.size
                 poses = orbit_poses(aabb, args.frames, args.distance or fit_distance(aabb, fov), args.elevation)
                 intrinsics = pinhole_intrinsics(size, size, fov)
+                args.sink.emit("stage", name="render", message=f"{args.frames} orbit views to {out}")
                 frames = []
                 for i, c2w in enumerate(poses):
                     img = render(c2w, intrinsics, size, size)

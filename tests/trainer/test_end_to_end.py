@@ -117,6 +117,17 @@ def test_orbit_render_and_gif(trained: dict[str, Any]) -> None:
         assert np.abs(frame[10:14, 10:14] - 1).max() > 0.2 and np.abs(frame[0, 0] - 1).max() < 0.1
 
 
+def test_render_of_test_views_matches_the_training_renders(trained: dict[str, Any], tmp_path: Path) -> None:
+    result = run_trainer("render", "--run", trained["out"], "--views", "test", "--out", tmp_path / "views",
+                         "--progress", "json")
+    assert result.returncode == 0, result.stderr
+    assert [e["name"] for e in events(result.stdout)] == ["render"]
+    names = sorted(p.name for p in (tmp_path / "views").iterdir())
+    assert names == sorted(p.name for p in (trained["out"] / "renders").iterdir())
+    for name in names:   # both come from grid.npz, so they agree to the last bit
+        assert np.array_equal(iio.imread(tmp_path / "views" / name), iio.imread(trained["out"] / "renders" / name))
+
+
 def test_info_summarises_the_run(trained: dict[str, Any]) -> None:
     result = run_trainer("info", trained["out"], "--json")
     assert result.returncode == 0, result.stderr

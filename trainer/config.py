@@ -31,6 +31,9 @@ class TrainConfig:
     # --- scene box and grid --------------------------------------------------------------------
     # World box the grid spans when the dataset gives none (NeRF-synthetic scenes fit in +-1.5).
     scene_box: list[list[float]] = field(default_factory=lambda: [[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]])
+    # At each upsampling, shrink the box to the voxels that survived pruning (plus a margin) and make
+    # the resolution's longest side the scheduled one: finer voxels for the same memory.
+    fit_box: bool = True
     init_density: float = 0.1  # initial density of every voxel, grid units
     init_sh: float = 0.0  # initial value of every SH coefficient (0 gives grey 0.5)
 

@@ -6,49 +6,77 @@ Neither ever allocates a dense grid of values: candidate voxels are enumerated f
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from trainer.grid import SparseGrid, flatten
 
 
-def upsample(grid: SparseGrid, resolution: int | tuple[int, int, int], chunk: int = 1 << 20) -> SparseGrid:
-    """Resamples density and SH trilinearly onto a finer grid over the same box.
+def upsample(
+    grid: SparseGrid,
+    resolution: int | tuple[int, int, int],
+    aabb: torch.Tensor | None = None,
+    chunk: int = 1 << 20,
+) -> SparseGrid:
+    """Resamples density and SH trilinearly onto a finer grid over `aabb` (default: the same box).
 
     The new active voxels are those whose centre lies inside an active coarse voxel. Density is in
     world units, so values carry over unchanged. Centres within half a coarse voxel of the box edge
     take the border value (the field is clamped there rather than faded to zero).
     """
     new_res: tuple[int, int, int] = (resolution,) * 3 if isinstance(resolution, int) else resolution
-    old_res = grid.resolution
     device = grid.device
-    ratio = torch.tensor([n / o for n, o in zip(new_res, old_res)], device=device)
-    # fine voxels j with floor((j + 0.5) / ratio) == i are the children of coarse voxel i
-    span = max(math.ceil(float(r)) for r in ratio) + 1
+    old_lo, old_vs = grid.aabb[0].to(device).double(), grid.voxel_size.to(device).double()
+    new_box = (grid.aabb if aabb is None else aabb).to(device=device, dtype=torch.float32)
+    new_lo = new_box[0].double()
+    new_vs = (new_box[1].double() - new_lo) / torch.tensor(new_res, device=device, dtype=torch.float64)
+    top = torch.tensor(new_res, device=device)
+    # candidates for coarse voxel i: fine voxels from the one whose centre precedes the coarse
+    # voxel's lower face, over as many as can fit; those whose centre falls in voxel i are kept
+    span = int(torch.ceil(old_vs / new_vs).max()) + 2
     offs = torch.stack(
         torch.meshgrid(*(torch.arange(span, device=device),) * 3, indexing="ij"), dim=-1
     ).reshape(-1, 3)
+    per = max(chunk // offs.shape[0], 1)
     parts = []
     coarse = grid.coords()
-    for s in range(0, coarse.shape[0], max(chunk // offs.shape[0], 1)):
-        c = coarse[s : s + max(chunk // offs.shape[0], 1)]
-        cand = torch.floor(c.double() * ratio.double()).long()[:, None, :] + offs[None]
-        cand = cand.reshape(-1, 3)
-        parent = torch.floor((cand.double() + 0.5) / ratio.double()).long()
+    for s in range(0, coarse.shape[0], per):
+        c = coarse[s : s + per]
+        first = torch.floor((old_lo + c.double() * old_vs - new_lo) / new_vs - 0.5).long()
+        cand = (first[:, None, :] + offs[None]).reshape(-1, 3)
+        centre = new_lo + (cand.double() + 0.5) * new_vs
+        parent = torch.floor((centre - old_lo) / old_vs).long()
         own = (parent == c.repeat_interleave(offs.shape[0], dim=0)).all(-1)
-        own &= (cand < torch.tensor(new_res, device=device)).all(-1)
+        own &= ((cand >= 0) & (cand < top)).all(-1)
         parts.append(cand[own])
     fine = torch.cat(parts) if parts else torch.zeros((0, 3), dtype=torch.int64, device=device)
     density = torch.empty(fine.shape[0], device=device)
     sh = torch.empty((fine.shape[0], grid.sh.shape[1]), device=device)
     with torch.no_grad():
         for s in range(0, fine.shape[0], chunk):
-            x = (fine[s : s + chunk].float() + 0.5) / ratio  # fine centres in coarse grid coordinates
-            d, c = grid.interpolate(x, clamp=True)
+            centre = new_lo + (fine[s : s + chunk].double() + 0.5) * new_vs
+            d, c = grid.interpolate(((centre - old_lo) / old_vs).float(), clamp=True)
             density[s : s + chunk] = d
             sh[s : s + chunk] = c
-    return SparseGrid.from_coords(new_res, fine, density, sh, grid.aabb, grid.sh_degree)
+    return SparseGrid.from_coords(new_res, fine, density, sh, new_box, grid.sh_degree)
+
+
+def fitted_box(grid: SparseGrid, side: int, margin: int = 1) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """The box around the active voxels (plus `margin` voxels, within the current box) and a resolution
+    of cubic voxels whose longest side has `side` voxels: the finer grid spends no voxels on space
+    that pruning already found empty."""
+    coords = grid.coords().cpu()
+    aabb = grid.aabb.cpu()
+    if coords.shape[0] == 0:
+        return aabb.clone(), (side, side, side)
+    vs = grid.voxel_size.cpu()
+    lo = aabb[0] + (coords.min(0).values - margin).clamp(min=0).float() * vs
+    res_old = torch.tensor(grid.resolution)
+    hi = aabb[0] + torch.minimum(coords.max(0).values + 1 + margin, res_old).float() * vs
+    extent = hi - lo
+    voxel = float(extent.max()) / side
+    res = torch.clamp(torch.ceil(extent / voxel - 1e-6).long(), min=1)
+    hi = lo + res.float() * voxel  # whole voxels: the box grows by less than one voxel
+    return torch.stack((lo, hi)), (int(res[0]), int(res[1]), int(res[2]))
 
 
 def prune(grid: SparseGrid, keep: torch.Tensor, dilate: int = 1) -> tuple[SparseGrid, torch.Tensor]:

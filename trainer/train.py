@@ -26,7 +26,7 @@ from trainer.gridfile import save_grid
 from trainer.losses import beta_loss, cauchy_sparsity, mse, total_variation, tv_neighbours
 from trainer.optim import delayed_lr, rmsprop_step_, touched_rows
 from trainer.render import RenderOptions, Samples, color_pass, density_pass, max_weights, sample_rays
-from trainer.resample import prune, upsample
+from trainer.resample import fitted_box, prune, upsample
 
 CHECKPOINT_VERSION = 1
 
@@ -164,7 +164,7 @@ class Trainer:
     # --- structure changes ----------------------------------------------------------------------------
     def _prune(self, reason: str) -> None:
         cfg = self.cfg
-        stride = max(1, cfg.prune_ray_stride * cfg.resolutions[-1] // cfg.resolutions[self.stage])
+        stride = max(1, cfg.prune_ray_stride * cfg.resolutions[-1] // max(self.grid.resolution))
         rays = self._strided_rays(*self.image_shape, stride)
         weights = max_weights(self.grid, self.origins[rays], self.dirs[rays], self.opts, self.cfg.eval_chunk)
         unit = self.grid.unit
@@ -184,7 +184,12 @@ class Trainer:
         self._close_stage_stats()
         before = self.grid.n_active
         self.stage += 1
-        self.grid = upsample(self.grid, self.cfg.resolutions[self.stage])
+        side = self.cfg.resolutions[self.stage]
+        if self.cfg.fit_box:
+            box, res = fitted_box(self.grid, side)
+            self.grid = upsample(self.grid, res, aabb=box)
+        else:
+            self.grid = upsample(self.grid, side)
         # rows do not correspond across resolutions, so the statistics start afresh
         self.sq_density = torch.zeros_like(self.grid.density)
         self.sq_sh = torch.zeros_like(self.grid.sh)

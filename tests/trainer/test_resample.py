@@ -6,7 +6,7 @@ import torch
 
 from trainer.grid import SparseGrid
 from trainer.render import RenderOptions, max_weights, render_rays
-from trainer.resample import prune, upsample
+from trainer.resample import fitted_box, prune, upsample
 
 AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 
@@ -37,6 +37,34 @@ def test_upsample_reproduces_a_linear_field() -> None:
             fine.sh[interior], (0.1 + centres @ torch.linspace(-1.0, 1.0, 36).reshape(3, 12))[interior],
             atol=1e-5, rtol=0,
         )
+
+
+def test_upsample_into_another_box_reproduces_a_linear_field() -> None:
+    coarse = linear_grid(6)
+    box = torch.tensor([[-0.6, -0.3, -0.5], [0.7, 0.5, 0.4]])  # inside the coarse hull, unaligned
+    fine = upsample(coarse, (13, 8, 9), aabb=box)
+    assert fine.n_active == 13 * 8 * 9
+    centres = box[0] + (fine.coords().float() + 0.5) * fine.voxel_size
+    torch.testing.assert_close(fine.density, 3.0 + centres @ torch.tensor([1.0, -2.0, 0.5]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fine.aabb, box)
+
+
+def test_fitted_box_covers_the_active_voxels_with_cubic_voxels() -> None:
+    coords = torch.tensor([[2, 3, 1], [5, 4, 1], [3, 3, 2]])
+    grid = SparseGrid.from_coords((8, 8, 8), coords, torch.ones(3), torch.zeros((3, 3)), AABB, 0)
+    box, res = fitted_box(grid, side=20, margin=1)
+    vs = grid.voxel_size
+    torch.testing.assert_close(box[0], AABB[0] + torch.tensor([1.0, 2.0, 0.0]) * vs)
+    assert bool((box[1] >= AABB[0] + torch.tensor([7.0, 6.0, 4.0]) * vs - 1e-6).all())
+    size = (box[1] - box[0]) / torch.tensor(res)
+    torch.testing.assert_close(size, size.max().expand(3))
+    assert max(res) == 20
+    fine = upsample(grid, res, aabb=box)
+    # brute force over every fine voxel: active exactly when its centre lies in an active coarse voxel
+    every = torch.stack(torch.meshgrid(*(torch.arange(n) for n in res), indexing="ij"), -1).reshape(-1, 3)
+    parents = torch.floor((box[0] + (every.double() + 0.5) * size.double() - AABB[0]) / vs.double()).long()
+    wanted = {tuple(e) for e, p in zip(every.tolist(), parents.tolist()) if tuple(p) in set(map(tuple, coords.tolist()))}
+    assert set(map(tuple, fine.coords().tolist())) == wanted
 
 
 def test_upsample_only_creates_children_of_active_voxels() -> None:

@@ -458,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(EXIT_INTERRUPTED, str(e))
     except KeyboardInterrupt:
         return fail(EXIT_INTERRUPTED, "interrupted")
+    except BrokenPipeError:
+        # stdout's reader left (e.g. `info ... | head`): not an error worth a line; silence the final flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except _TrainingFailed as e:
         return fail(EXIT_TRAINING, str(e))
     except (UsageError, ConfigError, GridFileError, CheckpointError) as e:

@@ -50,6 +50,10 @@ class TrainConfig:
     lr_sigma_delay_mult: float = 0.01  # ...from this fraction of the scheduled rate (sine ramp)
     lr_sh: float = 1e-2  # SH learning rate at step 0
     lr_sh_final: float = 5e-5  # SH learning rate at the last step
+    # Keep every voxel's density >= 0 (projected after each update). The grid file stores ReLU'd voxel
+    # densities and Blender interpolates those, so a field trained this way exports exactly; with
+    # negative voxels allowed, ReLU-after-interpolation (training) and ReLU-before (export) differ.
+    nonnegative_density: bool = True
     rms_beta: float = 0.95  # RMSProp decay of the squared-gradient average
     rms_eps: float = 1e-8  # RMSProp denominator guard
 

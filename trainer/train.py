@@ -258,15 +258,20 @@ class Trainer:
         )
         lr_sh = delayed_lr(self.step, cfg.steps, cfg.lr_sh, cfg.lr_sh_final)
         # RMSProp's step is about lr in the parameter's units: grid-unit rates become world-unit ones
-        self._update(grid.density, self.sq_density, d_rows, g_density, lr_sigma / unit)
+        self._update(grid.density, self.sq_density, d_rows, g_density, lr_sigma / unit, cfg.nonnegative_density)
         self._update(grid.sh, self.sq_sh, sh_rows, g_sh, lr_sh)
         return loss_value, float(loss_mse.detach())
 
-    def _update(self, param: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+    def _update(
+        self, param: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float,
+        nonnegative: bool = False,
+    ) -> None:
         """RMSProp on the touched rows, with their gradient given compactly ([len(rows), ...])."""
         p = param.index_select(0, rows)
         v = sq.index_select(0, rows)
         rmsprop_step_(p, v, grad, lr, self.cfg.rms_beta, self.cfg.rms_eps)
+        if nonnegative:
+            p.clamp_(min=0.0)
         param.index_copy_(0, rows, p)
         sq.index_copy_(0, rows, v)
 

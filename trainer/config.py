@@ -53,7 +53,8 @@ class TrainConfig:
     # Keep every voxel's density >= 0 (projected after each update). The grid file stores ReLU'd voxel
     # densities and Blender interpolates those, so a field trained this way exports exactly; with
     # negative voxels allowed, ReLU-after-interpolation (training) and ReLU-before (export) differ.
-    nonnegative_density: bool = True
+    # Off by default: on lego it stalled training in a first trial (not yet understood).
+    nonnegative_density: bool = False
     rms_beta: float = 0.95  # RMSProp decay of the squared-gradient average
     rms_eps: float = 1e-8  # RMSProp denominator guard
 

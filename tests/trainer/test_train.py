@@ -102,3 +102,14 @@ def test_presets_are_valid() -> None:
         check_config(cfg)
     with pytest.raises(ValueError, match="upsample_at"):
         check_config(small_config(upsample_at=[]))
+
+
+def test_nonnegative_density_option_keeps_every_voxel_at_or_above_zero(sphere: Dataset, tmp_path: Path) -> None:
+    result = run_training(
+        small_config(steps=30, upsample_at=[20], prune_at=[10], nonnegative_density=True),
+        sphere, tmp_path, ListSink(), resume=False, device=CPU,
+    )
+    assert float(result.grid.density.min()) >= 0.0
+    plain = run_training(small_config(steps=30, upsample_at=[20], prune_at=[10]), sphere, tmp_path / "b", ListSink(),
+                         resume=False, device=CPU)
+    assert float(plain.grid.density.min()) < 0.0  # without the option RMSProp does push voxels below zero

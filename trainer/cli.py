@@ -221,8 +221,8 @@ def _train(args: argparse.Namespace) -> int:
     metadata = {"step": result.step, "psnr": None, "config": config_to_json(cfg),
                 "created": now_iso(), "trainer_version": __version__, "data": str(data_root)}
     grid_data = result.grid.to_grid_data(metadata)
-    # Evaluate what the file holds (densities clamped at zero before interpolation), which is what
-    # Blender and `eval` see, rather than the training grid, whose negative densities render differently.
+    # Evaluate the grid as read back from what the file holds (float32 values, the file's box), which is
+    # what Blender and `eval` see; with contract 4 v2 this equals the training grid's own render.
     exported = SparseGrid.from_grid_data(grid_data, device)
     test = _evaluate(exported, cfg, data.test, args.test_views, out / "renders", sink, result.step)
     grid_data.metadata["psnr"] = test["psnr"]

@@ -257,7 +257,9 @@ class SparseGrid:
         k = num_coeffs(self.sh_degree)
         with torch.no_grad():
             coords = self.coords().cpu().numpy().astype(np.int32)
-            density = torch.relu(self.density).cpu().numpy().astype(np.float32)
+            # Raw, signed: the field clamps after interpolation (contract 4 v2), so clamping here
+            # would change what renders wherever a positive voxel neighbours a negative one.
+            density = self.density.detach().cpu().numpy().astype(np.float32)
             sh = self.sh.detach().reshape(-1, 3, k).cpu().numpy().astype(np.float32)
         return GridData(
             resolution=np.asarray(self.resolution, dtype=np.int64),

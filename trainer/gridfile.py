@@ -2,6 +2,8 @@
 
 numpy only, so that anything with numpy can read it. Samples lie at cell centres:
 p(i, j, k) = aabb_min + (ijk + 0.5) * (aabb_max - aabb_min) / resolution.
+Version 2 stores raw signed densities; the field is max(0, trilinear(density)). Version 1 files (densities
+>= 0) read unchanged, since the same rule gives their field too.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class GridData:
     resolution: np.ndarray          # int64 [3]: nx, ny, nz along world x, y, z
     aabb: np.ndarray                # float64 [2, 3]: world box the grid spans
     coords: np.ndarray              # int32 [N, 3]: (i, j, k) of each active voxel
-    density: np.ndarray             # float32 [N]: extinction per world unit, >= 0
+    density: np.ndarray             # float32 [N]: raw extinction per world unit; may be negative
     sh: np.ndarray                  # float32 [N, 3, K]: SH coefficients per colour channel
     sh_degree: int
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -46,8 +48,14 @@ class GridData:
         return self.aabb[0] + (self.coords.astype(np.float64) + 0.5) * self.voxel_size
 
     def dc_colour(self) -> np.ndarray:
-        """View-independent colour [N, 3] = ReLU(Y_0 * sh[:, :, 0] + 0.5)."""
-        return np.maximum(0.28209479177387814 * self.sh[:, :, 0] + 0.5, 0.0)
+        """View-independent colour [N, 3] = ReLU(Y_0 * sh[:, :, 0] + 0.5) at each voxel's own centre.
+
+        Between centres the field clamps after interpolating, so interpolate dc_value() instead."""
+        return np.maximum(self.dc_value(), 0.0)
+
+    def dc_value(self) -> np.ndarray:
+        """Unclamped view-independent colour [N, 3] = Y_0 * sh[:, :, 0] + 0.5 (what gets interpolated)."""
+        return 0.28209479177387814 * self.sh[:, :, 0] + 0.5
 
 
 def _problem(grid: GridData) -> str | None:
@@ -70,8 +78,8 @@ def _problem(grid: GridData) -> str | None:
             return "coords lists a voxel more than once"
     if density.shape != (n,) or density.dtype.kind != "f":
         return f"density must be float [N={n}], got {density.dtype} {list(density.shape)}"
-    if not np.isfinite(density).all() or (density < 0).any():
-        return "density has negative or non-finite values"
+    if not np.isfinite(density).all():
+        return "density has non-finite values"
     k = (int(grid.sh_degree) + 1) ** 2
     if sh.shape != (n, 3, k) or sh.dtype.kind != "f":
         return f"sh must be float [N={n}, 3, {k}] for degree {grid.sh_degree}, got {sh.dtype} {list(sh.shape)}"
@@ -137,6 +145,8 @@ def load_grid(path: Path) -> GridData:
         raise GridFileError(f"{path}: version must be an integer scalar")
     if int(version) > GRID_VERSION:
         raise GridFileError(f"{path}: grid format version {int(version)} is newer than this reader ({GRID_VERSION})")
+    if int(version) < 1:
+        raise GridFileError(f"{path}: grid format version {int(version)} is not a valid version")
     degree = arrays["sh_degree"]
     if degree.shape != () or degree.dtype.kind not in "iu":
         raise GridFileError(f"{path}: sh_degree must be an integer scalar")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from make_fixtures import GRID_AABB, GRID_COORDS, GRID_DC_COLOUR, GRID_DENSITY, grid_arrays
+from make_fixtures import GRID_AABB, GRID_COORDS, GRID_DC_COLOUR, GRID_DC_VALUE, GRID_DENSITY, grid_arrays
 
 from trainer.gridfile import GridData, GridFileError, grid_summary, load_grid, save_grid
 
@@ -19,7 +19,7 @@ def random_grid(n: int = 50, degree: int = 2, seed: int = 0) -> GridData:
     flat = rng.choice(int(np.prod(res)), n, replace=False)
     coords = np.stack(np.unravel_index(flat, tuple(res)), 1).astype(np.int32)
     return GridData(resolution=res, aabb=np.array([[-1.0, -2.0, 0.0], [1.0, 2.0, 3.0]]), coords=coords,
-                    density=rng.uniform(0, 50, n).astype(np.float32),
+                    density=rng.uniform(-20, 50, n).astype(np.float32),
                     sh=rng.normal(size=(n, 3, (degree + 1) ** 2)).astype(np.float32), sh_degree=degree,
                     metadata={"step": 12, "psnr": 30.5, "config": {"steps": 12}})
 
@@ -28,7 +28,7 @@ def test_round_trip_is_exact_and_pickle_free(tmp_path: Path) -> None:
     grid = random_grid()
     save_grid(tmp_path / "g.npz", grid)
     with np.load(tmp_path / "g.npz", allow_pickle=False) as raw:
-        assert str(raw["format"]) == "blender_plenox.grid" and int(raw["version"]) == 1
+        assert str(raw["format"]) == "blender_plenox.grid" and int(raw["version"]) == 2
         assert raw["coords"].dtype == np.int32 and raw["aabb"].dtype == np.float64
         assert raw["resolution"].dtype == np.int64 and raw["sh"].dtype == np.float32
     back = load_grid(tmp_path / "g.npz")
@@ -43,9 +43,18 @@ def test_fixture_written_by_plain_numpy_reads_back(fixture_grid: Path) -> None:
     assert grid.resolution.tolist() == [4, 5, 6] and grid.aabb.tolist() == GRID_AABB
     assert grid.coords.tolist() == GRID_COORDS and grid.density.tolist() == GRID_DENSITY
     assert np.allclose(grid.dc_colour(), GRID_DC_COLOUR, atol=1e-6)
+    assert np.allclose(grid.dc_value(), GRID_DC_VALUE, atol=1e-6)
     # cell centres: aabb_min + (ijk + 0.5) * size, with size (0.5, 0.8, 1.0)
     assert np.allclose(grid.centres()[0], [-0.75, -1.6, -2.5]) and np.allclose(grid.centres()[1], [0.75, 1.6, 2.5])
     assert grid_summary(grid)["voxels"] == 5
+
+
+def test_version_1_and_2_files_both_read_with_signed_densities(tmp_path: Path) -> None:
+    # v1 files hold densities >= 0; v2 may hold negative ones (the field clamps after interpolation)
+    signed = np.array([5.0, -2.5, 10.0, -0.5, 1.0], np.float32)
+    for version, density in ((1, np.abs(np.array(GRID_DENSITY, np.float32))), (2, signed)):
+        path = _write(tmp_path / f"v{version}.npz", version=np.array(version), density=density)
+        assert np.array_equal(load_grid(path).density, density)
 
 
 def _write(path: Path, **changes: object) -> Path:
@@ -56,11 +65,12 @@ def _write(path: Path, **changes: object) -> Path:
 
 @pytest.mark.parametrize("changes, message", [
     ({"format": np.array("something.else")}, "format is 'something.else'"),
-    ({"version": np.array(2)}, "version 2 is newer"),
+    ({"version": np.array(3)}, "version 3 is newer"),
+    ({"version": np.array(0)}, "version 0 is not a valid"),
     ({"density": None}, "missing density"),
     ({"coords": np.array([[0, 0, 0], [4, 0, 0], [1, 2, 3], [2, 2, 3], [1, 3, 0]], np.int32)}, "outside"),
     ({"coords": np.array([[0, 0, 0], [0, 0, 0], [1, 2, 3], [2, 2, 3], [1, 3, 0]], np.int32)}, "more than once"),
-    ({"density": np.array([1, -1, 0, 0, 0], np.float32)}, "negative or non-finite"),
+    ({"density": np.array([1, np.inf, 0, 0, 0], np.float32)}, "density has non-finite values"),
     ({"sh": np.zeros((5, 3, 9), np.float32)}, "sh must be float [N=5, 3, 4]"),
     ({"aabb": np.array([[1.0, 1, 1], [0, 0, 0]])}, "aabb must be"),
     ({"metadata": np.array("{not json")}, "metadata is not JSON"),

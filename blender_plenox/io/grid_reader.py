@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 GRID_FORMAT = "blender_plenox.grid"
-GRID_VERSION = 1
+GRID_VERSION = 2  # written; 1 and 2 are read (v1 files hold densities >= 0, same field rule)
+READABLE_VERSIONS = (1, 2)
 SH_C0 = 0.28209479177387814  # Y_0^0, the constant real SH basis function
 
 _REQUIRED = ("format", "version", "resolution", "aabb", "coords", "density", "sh", "sh_degree")
@@ -30,7 +31,7 @@ class PlenoxGrid:
     resolution: np.ndarray  # int64 (3,)
     aabb: np.ndarray  # float64 (2, 3)
     coords: np.ndarray  # int32 (N, 3)
-    density: np.ndarray  # float32 (N,), extinction per world unit
+    density: np.ndarray  # float32 (N,), raw signed extinction per world unit (σ = max(0, trilinear))
     sh: np.ndarray  # float32 (N, 3, K)
     sh_degree: int
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -47,9 +48,13 @@ class PlenoxGrid:
         """World position of every active voxel's sample (the cell centre, contract 4)."""
         return self.aabb[0] + (self.coords.astype(np.float64) + 0.5) * self.voxel_size
 
+    def dc_value(self) -> np.ndarray:
+        """Unclamped view-independent colour (N, 3): C0 · sh_dc + 0.5, the value that is interpolated."""
+        return (SH_C0 * self.sh[:, :, 0] + np.float32(0.5)).astype(np.float32)
+
     def dc_color(self) -> np.ndarray:
-        """View-independent colour (N, 3): ReLU(C0 · sh_dc + 0.5)."""
-        return np.maximum(SH_C0 * self.sh[:, :, 0] + np.float32(0.5), np.float32(0.0)).astype(np.float32)
+        """Each voxel's own view-independent colour (N, 3): ReLU(C0 · sh_dc + 0.5)."""
+        return np.maximum(self.dc_value(), np.float32(0.0))
 
 
 def _fail(path: str, problem: str) -> GridFileError:
@@ -96,8 +101,9 @@ def _validate(p: str, a: dict[str, np.ndarray]) -> PlenoxGrid:
     if fmt != GRID_FORMAT:
         raise _fail(p, f"format is '{fmt}', expected '{GRID_FORMAT}'")
     version = _scalar_int(p, a["version"], "version")
-    if version != GRID_VERSION:
-        raise _fail(p, f"grid format version {version} is not supported (this add-on reads {GRID_VERSION})")
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        raise _fail(p, f"grid format version {version} is not supported (this add-on reads {readable})")
 
     resolution = a["resolution"]
     if resolution.shape != (3,) or resolution.dtype.kind not in "iu" or np.any(resolution < 1):
@@ -128,8 +134,6 @@ def _validate(p: str, a: dict[str, np.ndarray]) -> PlenoxGrid:
         raise _fail(p, f"'coords' outside the grid resolution {resolution.tolist()}")
     if n and not (np.all(np.isfinite(density)) and np.all(np.isfinite(sh))):
         raise _fail(p, "'density' or 'sh' holds NaN or infinite values")
-    if n and float(density.min()) < 0.0:
-        raise _fail(p, f"'density' must be >= 0, found {float(density.min())}")
 
     metadata: dict[str, Any] = {}
     if "metadata" in a:

@@ -5,6 +5,10 @@ sample at its cell centre, so the index→world map is a scale by the voxel size
 to the centre of voxel (0, 0, 0): world = aabb_min + (ijk + 0.5) · voxel_size.
 Only the box around the active voxels is made dense (plus a one-voxel rim, so the trilinear
 fall-off to zero at the edge is inside the block), which keeps 256³ grids cheap.
+
+Contract 4 v2: the field clamps after interpolation, σ = max(0, trilinear(density)) and
+c = max(0, trilinear(C0·sh_dc + 0.5)). So the blocks hold raw signed values, Cycles interpolates them,
+and the material clamps (volume_object.py). Colour-space conversion happens there too, after the clamp.
 """
 
 from __future__ import annotations
@@ -18,16 +22,16 @@ from .grid_reader import PlenoxGrid
 
 ColorSpace = Literal["TRAINER", "LINEAR"]
 
-# The colour the trainer gives a voxel whose SH coefficients are all zero (an inactive voxel):
-# ReLU(0 + 0.5). Using it as the colour grid's background keeps the trilinear colour near the
-# edge of the active region equal to the trainer's (which interpolates SH, then applies the ReLU).
+# The DC value of a voxel whose SH coefficients are all zero (an inactive voxel): C0·0 + 0.5. As the
+# colour grid's background it keeps the interpolated colour near the edge of the active region equal
+# to the trainer's (which interpolates SH, then applies the ReLU).
 INACTIVE_COLOR = 0.5
 
 
 @dataclass(frozen=True)
 class VdbArrays:
-    density: np.ndarray  # float32 (dx, dy, dz), extinction per world unit
-    color: np.ndarray  # float32 (dx, dy, dz, 3); inactive voxels hold `color_background`
+    density: np.ndarray  # float32 (dx, dy, dz), raw signed extinction per world unit (0 where inactive)
+    color: np.ndarray  # float32 (dx, dy, dz, 3), unclamped DC value; inactive voxels hold `color_background`
     offset: np.ndarray  # int64 (3,), index of density[0, 0, 0] in the full grid
     voxel_size: np.ndarray  # float64 (3,), world units
     origin: np.ndarray  # float64 (3,), world position of index (0, 0, 0)'s sample
@@ -54,28 +58,46 @@ class VdbArrays:
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    """The sRGB transfer function's inverse (IEC 61966-2-1), for showing display-referred colours."""
+    """The sRGB transfer function's inverse (IEC 61966-2-1); the material's node chain computes the same."""
     c = np.clip(c, 0.0, None)
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
-def build_vdb_arrays(
-    grid: PlenoxGrid, min_density: float = 0.0, color_space: ColorSpace = "TRAINER"
-) -> VdbArrays:
-    """Dense density and colour blocks over the active voxels' box, with the cell-centre transform.
+def _near(kept: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Which of `coords` (N, 3) lie within one voxel (26-neighbourhood) of a kept voxel, or are kept."""
+    if not kept.any():
+        return kept.copy()
+    lo = coords[kept].min(0) - 1
+    shape = tuple(int(v) for v in coords[kept].max(0) - lo + 2)
+    mask = np.zeros(tuple(v + 2 for v in shape), bool)   # a further rim, so every shift stays in range
+    k = coords[kept] - lo + 1
+    mask[k[:, 0], k[:, 1], k[:, 2]] = True
+    dilated = np.zeros(shape, bool)
+    for dx, dy, dz in np.ndindex(3, 3, 3):
+        dilated |= mask[dx : dx + shape[0], dy : dy + shape[1], dz : dz + shape[2]]
+    local = coords - lo
+    inside = ((local >= 0) & (local < np.array(shape))).all(1)
+    near = np.zeros(len(coords), bool)
+    near[inside] = dilated[local[inside, 0], local[inside, 1], local[inside, 2]]
+    return near
 
-    Voxels with density ≤ min_density are dropped (density 0, colour background), so they become
-    inactive in the VDB. color_space "LINEAR" converts the trainer's display-referred (sRGB-encoded)
-    colours to scene-linear, for scenes viewed with a standard view transform.
+
+def build_vdb_arrays(grid: PlenoxGrid, min_density: float = 0.0) -> VdbArrays:
+    """Dense raw density and DC-value blocks over the kept voxels' box, with the cell-centre transform.
+
+    Voxels with 0 < density ≤ min_density are dropped (density 0, colour background), so they become
+    inactive in the VDB. Voxels with density ≤ 0 are kept next to a kept positive voxel: they pull the
+    interpolated density down there (and carry colour); anywhere else every corner is ≤ 0, the clamped
+    field is zero whatever they hold, and leaving them out is exact. No colour-space conversion here: it
+    is non-linear, so the material applies it to the interpolated, clamped colour (volume_object.py).
     """
-    keep = grid.density > min_density
-    coords = grid.coords[keep].astype(np.int64)
+    coords_all = grid.coords.astype(np.int64)
+    positive = grid.density > max(min_density, 0.0)
+    keep = positive | ((grid.density <= 0.0) & _near(positive, coords_all))
+    coords = coords_all[keep]
     density = grid.density[keep]
-    color = grid.dc_color()[keep]
+    color = grid.dc_value()[keep]
     background = INACTIVE_COLOR
-    if color_space == "LINEAR":
-        color = srgb_to_linear(color)
-        background = float(srgb_to_linear(np.array([INACTIVE_COLOR]))[0])
 
     voxel_size = grid.voxel_size
     origin = grid.aabb[0] + 0.5 * voxel_size

@@ -58,9 +58,9 @@ def import_grid(
     start = time.perf_counter()
     grid_path = os.path.abspath(bpy.path.abspath(grid_path))
     grid = read_grid(grid_path)
-    arrays = build_vdb_arrays(grid, min_density=min_density, color_space=color_space)
+    arrays = build_vdb_arrays(grid, min_density=min_density)
     vdb_path = write_vdb(arrays, vdb_path_for(grid_path), {"source": grid_path, "color_space": color_space})
-    obj = create_or_update(scene, object_name, vdb_path, grid_path, multiplier, threshold)
+    obj = create_or_update(scene, object_name, vdb_path, grid_path, multiplier, threshold, color_space)
     _remove_stale(grid_path, vdb_path)
     res = tuple(int(v) for v in grid.resolution)
     return ImportResult(obj, vdb_path, arrays.active_voxels, res, time.perf_counter() - start)  # type: ignore[arg-type]

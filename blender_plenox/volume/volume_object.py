@@ -3,6 +3,11 @@
 The material reproduces the trainer's rendering model (DESIGN.md): absorption with density σ and
 emission σ·c, where c is the view-independent colour, with σ read from the `density` grid (already in
 world units) times a multiplier, and zeroed below a threshold.
+
+Contract 4 v2: the grids hold raw signed values, Cycles interpolates them trilinearly, and the material
+clamps right after the Attribute nodes, σ = max(0, density) and c = max(0, colour), which is the
+trainer's field. The threshold and multiplier act on the clamped σ; the optional sRGB → scene-linear
+conversion acts on the clamped c (it is non-linear, so it must follow interpolation, not precede it).
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ import bpy
 from .vdb_writer import COLOR_GRID, DENSITY_GRID
 
 COLLECTION_NAME = "Reconstruction"
-MATERIAL_NAME = "Plenoxels"
+MATERIAL_NAME = "Plenoxels"  # scene-linear colours (color_space "LINEAR")
+MATERIAL_NAME_TRAINER = "Plenoxels (trainer colours)"  # the trainer's values as they are ("TRAINER")
 TAG = "plenox_grid"  # custom property on the object: the grid file it shows
 NODE_MULTIPLIER = "Density Multiplier"
 NODE_THRESHOLD = "Density Threshold"
+NODE_DENSITY_CLAMP = "Density Clamp"  # marks a material built for contract 4 v2
+NODE_COLOR_CLAMP = "Color Clamp"
+SRGB_LINEAR_BELOW = 0.04045  # IEC 61966-2-1: c/12.92 below, ((c + 0.055)/1.055)^2.4 from here up
 
 
 def reconstruction_collection(scene: Any) -> Any:
@@ -29,8 +38,51 @@ def reconstruction_collection(scene: Any) -> Any:
     return coll
 
 
-def build_material(name: str = MATERIAL_NAME) -> Any:
-    """A node tree: σ = density·multiplier·(density > threshold); Volume = Absorption(σ) + Emission(σ·c)."""
+def _math(n: Any, op: str, location: tuple[float, float], *values: float) -> Any:
+    node = n.new("ShaderNodeMath")
+    node.operation = op
+    for i, v in enumerate(values):
+        node.inputs[i + 1].default_value = v
+    node.location = location
+    return node
+
+
+def _srgb_to_linear(nt: Any, colour_out: Any, x: float) -> Any:
+    """Nodes mapping a clamped colour socket to scene-linear per channel; returns the output socket."""
+    n, links = nt.nodes, nt.links
+    split = n.new("ShaderNodeSeparateColor")
+    split.location = (x, -450)
+    join = n.new("ShaderNodeCombineColor")
+    join.location = (x + 1000, -450)
+    links.new(colour_out, split.inputs[0])
+    for ch in range(3):
+        y = -350 - 250 * ch
+        c = split.outputs[ch]
+        low = _math(n, "MULTIPLY", (x + 200, y), 1.0 / 12.92)
+        base = _math(n, "MULTIPLY_ADD", (x + 200, y - 80), 1.0 / 1.055, 0.055 / 1.055)
+        high = _math(n, "POWER", (x + 400, y - 80), 2.4)
+        is_low = _math(n, "LESS_THAN", (x + 400, y + 60), SRGB_LINEAR_BELOW)
+        diff = _math(n, "SUBTRACT", (x + 600, y))
+        out = _math(n, "MULTIPLY_ADD", (x + 800, y))  # high + is_low·(low − high)
+        for target in (low, base, is_low):
+            links.new(c, target.inputs[0])
+        links.new(base.outputs[0], high.inputs[0])
+        links.new(low.outputs[0], diff.inputs[0])
+        links.new(high.outputs[0], diff.inputs[1])
+        links.new(is_low.outputs[0], out.inputs[0])
+        links.new(diff.outputs[0], out.inputs[1])
+        links.new(high.outputs[0], out.inputs[2])
+        links.new(out.outputs[0], join.inputs[ch])
+    return join.outputs[0]
+
+
+def material_name(color_space: str) -> str:
+    return MATERIAL_NAME_TRAINER if color_space == "TRAINER" else MATERIAL_NAME
+
+
+def build_material(name: str = MATERIAL_NAME, linear: bool = True) -> Any:
+    """σ = max(0, density)·multiplier·(σ > threshold); c = max(0, colour) [→ linear];
+    Volume = Absorption(σ) + Emission(σ·c)."""
     mat = bpy.data.materials.get(name) or bpy.data.materials.new(name)
     if mat.node_tree is None:  # Blender < 5 makes materials without a node tree
         mat.use_nodes = True
@@ -39,40 +91,44 @@ def build_material(name: str = MATERIAL_NAME) -> Any:
     n: Any = nt.nodes
     density = n.new("ShaderNodeAttribute")
     density.attribute_name = DENSITY_GRID
-    density.location = (-800, 100)
+    density.location = (-1000, 100)
     color = n.new("ShaderNodeAttribute")
     color.attribute_name = COLOR_GRID
-    color.location = (-800, -200)
-    above = n.new("ShaderNodeMath")
-    above.operation = "GREATER_THAN"
+    color.location = (-1000, -300)
+    clamp_density = _math(n, "MAXIMUM", (-800, 100), 0.0)
+    clamp_density.name = clamp_density.label = NODE_DENSITY_CLAMP
+    clamp_color = n.new("ShaderNodeVectorMath")
+    clamp_color.operation = "MAXIMUM"
+    clamp_color.inputs[1].default_value = (0.0, 0.0, 0.0)
+    clamp_color.name = clamp_color.label = NODE_COLOR_CLAMP
+    clamp_color.location = (-800, -300)
+    above = _math(n, "GREATER_THAN", (-550, 250), 0.0)
     above.name = above.label = NODE_THRESHOLD
-    above.inputs[1].default_value = 0.0
-    above.location = (-550, 250)
-    gated = n.new("ShaderNodeMath")
-    gated.operation = "MULTIPLY"
-    gated.location = (-350, 150)
-    scaled = n.new("ShaderNodeMath")
-    scaled.operation = "MULTIPLY"
+    gated = _math(n, "MULTIPLY", (-350, 150))
+    scaled = _math(n, "MULTIPLY", (-150, 150), 1.0)
     scaled.name = scaled.label = NODE_MULTIPLIER
-    scaled.inputs[1].default_value = 1.0
-    scaled.location = (-150, 150)
     absorb = n.new("ShaderNodeVolumeAbsorption")
     absorb.inputs["Color"].default_value = (0.0, 0.0, 0.0, 1.0)  # coefficient = density·(1 − colour) = σ
     absorb.location = (100, 200)
     emit = n.new("ShaderNodeEmission")
-    emit.location = (100, -100)
+    emit.location = (1300, -100)
     add = n.new("ShaderNodeAddShader")
-    add.location = (300, 50)
+    add.location = (1500, 50)
     out = n.new("ShaderNodeOutputMaterial")
-    out.location = (500, 50)
+    out.location = (1700, 50)
     links = nt.links
-    links.new(density.outputs["Fac"], above.inputs[0])
-    links.new(density.outputs["Fac"], gated.inputs[0])
+    links.new(density.outputs["Fac"], clamp_density.inputs[0])
+    links.new(clamp_density.outputs[0], above.inputs[0])
+    links.new(clamp_density.outputs[0], gated.inputs[0])
     links.new(above.outputs[0], gated.inputs[1])
     links.new(gated.outputs[0], scaled.inputs[0])
     links.new(scaled.outputs[0], absorb.inputs["Density"])
     links.new(scaled.outputs[0], emit.inputs["Strength"])
-    links.new(color.outputs["Color"], emit.inputs["Color"])
+    links.new(color.outputs["Color"], clamp_color.inputs[0])
+    colour_out = clamp_color.outputs[0]
+    if linear:
+        colour_out = _srgb_to_linear(nt, colour_out, -600)
+    links.new(colour_out, emit.inputs["Color"])
     links.new(absorb.outputs[0], add.inputs[0])
     links.new(emit.outputs[0], add.inputs[1])
     links.new(add.outputs[0], out.inputs["Volume"])
@@ -99,6 +155,7 @@ def create_or_update(
     grid_path: str,
     multiplier: float = 1.0,
     threshold: float = 0.0,
+    color_space: str = "LINEAR",
 ) -> Any:
     """Shows `vdb_path` on the Volume object `name` (made if missing); re-importing replaces its data."""
     coll = reconstruction_collection(scene)
@@ -117,9 +174,11 @@ def create_or_update(
     vol.render.clipping = 0.0
     vol.display.density = 1.0
     vol.display.interpolation_method = "LINEAR"
-    mat = bpy.data.materials.get(MATERIAL_NAME)
-    if mat is None or mat.node_tree is None or NODE_MULTIPLIER not in mat.node_tree.nodes:
-        mat = build_material(MATERIAL_NAME)
+    name = material_name(color_space)
+    mat = bpy.data.materials.get(name)
+    # A material from before contract 4 v2 (no clamp node) would render negative densities: rebuild it.
+    if mat is None or mat.node_tree is None or NODE_DENSITY_CLAMP not in mat.node_tree.nodes:
+        mat = build_material(name, linear=color_space != "TRAINER")
     set_material_controls(mat, multiplier, threshold)
     vol.materials.append(mat)
     if obj is None:

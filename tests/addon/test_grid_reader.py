@@ -16,7 +16,7 @@ def _save(path, **arrays):
 def _valid_arrays(grid):
     return {
         "format": np.array("blender_plenox.grid"),
-        "version": np.array(1, np.int64),
+        "version": np.array(2, np.int64),
         "resolution": grid.resolution,
         "aabb": grid.aabb,
         "coords": grid.coords,
@@ -39,6 +39,16 @@ def test_round_trip_preserves_every_array(tmp_path):
     assert r.sh_degree == 1 and r.num_voxels == 200
 
 
+def test_versions_1_and_2_read_and_signed_densities_are_kept(tmp_path):
+    g = random_grid()
+    signed = g.density - np.float32(15.0)  # contract 4 v2: raw values, negative ones included
+    for version, density in ((1, g.density), (2, signed)):
+        arrays = {**_valid_arrays(g), "version": np.array(version, np.int64), "density": density}
+        r = read_grid(_save(tmp_path / f"v{version}.npz", **arrays))
+        np.testing.assert_array_equal(r.density, density)
+    assert signed.min() < 0
+
+
 def test_compressed_file_reads(tmp_path):
     g = random_grid()
     np.savez_compressed(tmp_path / "c.npz", **_valid_arrays(g))
@@ -57,21 +67,23 @@ def test_cell_centre_sample_points_span_the_box_symmetrically():
 
 
 def test_dc_color_matches_the_sh_formula_and_clamps():
-    g = random_grid()
-    expected = np.maximum(0.28209479 * g.sh[:, :, 0] + 0.5, 0)
-    np.testing.assert_allclose(g.dc_color(), expected, rtol=1e-6, atol=1e-7)
-    assert g.dc_color().min() >= 0
+    g0 = random_grid()
+    g = type(g0)(g0.resolution, g0.aabb, g0.coords, g0.density, g0.sh * np.float32(4.0), g0.sh_degree)
+    value = 0.28209479 * g.sh[:, :, 0] + 0.5
+    np.testing.assert_allclose(g.dc_value(), value, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(g.dc_color(), np.maximum(value, 0), rtol=1e-6, atol=1e-7)
+    assert g.dc_color().min() >= 0 and g.dc_value().min() < 0
 
 
 @pytest.mark.parametrize(
     "mutate, message",
     [
         (lambda a: a.update(format=np.array("something.else")), "format is 'something.else'"),
-        (lambda a: a.update(version=np.array(2, np.int64)), "version 2 is not supported"),
+        (lambda a: a.update(version=np.array(3, np.int64)), "version 3 is not supported"),
+        (lambda a: a.update(version=np.array(0, np.int64)), "version 0 is not supported"),
         (lambda a: a.pop("density"), "missing entries: density"),
         (lambda a: a.pop("format"), "no 'format' entry"),
         (lambda a: a.update(coords=a["coords"] + 100), "outside the grid"),
-        (lambda a: a.update(density=-a["density"]), "must be >= 0"),
         (lambda a: a.update(density=np.full_like(a["density"], np.nan)), "NaN"),
         (lambda a: a.update(sh=a["sh"][:, :, :1]), "'sh' must be"),
         (lambda a: a.update(aabb=a["aabb"][::-1]), "max must exceed min"),
@@ -120,5 +132,6 @@ def test_shared_fixture_grid_reads_with_documented_positions_and_colours(fixture
     colours = dict(zip(map(tuple, g.coords.tolist()), g.dc_color()))
     np.testing.assert_allclose(colours[(0, 0, 0)], [1, 0, 0], atol=1e-6)
     np.testing.assert_allclose(colours[(1, 2, 3)], [0, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(g.dc_value()[0], [1, -0.25, 0], atol=1e-6)  # (0, 0, 0): unclamped
     dens = dict(zip(map(tuple, g.coords.tolist()), g.density))
-    assert dens[(3, 4, 5)] == 2.5 and g.sh_degree == 1
+    assert dens[(3, 4, 5)] == 2.5 and dens[(2, 2, 3)] == -4.0 and g.sh_degree == 1

@@ -39,8 +39,10 @@ def test_fields_match_the_trainers_trilinear_rule_via_grid_sample():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
     g0 = random_grid(n=300, res=(10, 9, 8), sh_degree=0)
-    colours = rng.uniform(0.1, 0.9, (g0.num_voxels, 3)).astype(np.float32)
-    g = PlenoxGrid(g0.resolution, g0.aabb, g0.coords, g0.density, sh_for_color(colours), 0)
+    # Signed densities and DC values beyond [0, 1], as training leaves them (contract 4 v2).
+    values = rng.uniform(-0.4, 1.4, (g0.num_voxels, 3)).astype(np.float32)
+    density = (g0.density - np.float32(12.0)).astype(np.float32)
+    g = PlenoxGrid(g0.resolution, g0.aabb, g0.coords, density, sh_for_color(values), 0)
     a = build_vdb_arrays(g)
     res = g.resolution
     # The trainer's side: dense full-resolution volumes, zero where inactive, sampled by grid_sample.
@@ -53,24 +55,50 @@ def test_fields_match_the_trainers_trilinear_rule_via_grid_sample():
     frac = (pts - g.aabb[0]) / vs - 0.5
     norm = torch.from_numpy(frac / (res - 1) * 2 - 1).float().view(1, -1, 1, 1, 3)
     s = torch.nn.functional.grid_sample(vol_t, norm, align_corners=True).view(4, -1).numpy()
-    ref_density = s[0]
+    ref_density = np.maximum(s[0], 0)
     ref_colour = np.maximum(0.28209479 * s[1:].T + 0.5, 0)
-    # The add-on's side: the dense block with its offset, colour background outside active voxels.
+    # The add-on's side: the dense block with its offset, colour background outside active voxels;
+    # interpolated, then clamped (as the material does after its Attribute nodes).
     idx = (pts - a.origin) / a.voxel_size - a.offset
-    np.testing.assert_allclose(_trilinear(a.density, idx, 0.0), ref_density, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(_trilinear(a.color, idx, INACTIVE_COLOR), ref_colour, atol=1e-5)
+    ours = np.maximum(_trilinear(a.density, idx, 0.0), 0)
+    np.testing.assert_allclose(ours, ref_density, rtol=1e-5, atol=1e-4)
+    assert (ref_density > 0).mean() > 0.2 and (ref_density == 0).mean() > 0.2
+    # Colour matters where there is density; there the kept voxels give the trainer's colour exactly.
+    seen = ref_density > 0
+    ours_c = np.maximum(_trilinear(a.color, idx, INACTIVE_COLOR), 0)
+    np.testing.assert_allclose(ours_c[seen], ref_colour[seen], atol=1e-5)
+    # Clamping each voxel first (contract 4 v1's rule) would give a different field.
+    v1 = _trilinear(np.maximum(a.density, 0), idx, 0.0)
+    assert np.abs(v1 - ref_density).max() > 1.0
 
 
-def test_min_density_drops_voxels_and_linear_colour_space():
+def test_min_density_drops_voxels_and_colours_stay_raw():
     g = random_grid()
     a = build_vdb_arrays(g, min_density=15.0)
     assert a.active_voxels == int((g.density > 15.0).sum())
     assert a.density[a.density > 0].min() > 15.0
-    lin = build_vdb_arrays(g, color_space="LINEAR")
-    local = g.coords - lin.offset
-    got = lin.color[local[:, 0], local[:, 1], local[:, 2]]
-    np.testing.assert_allclose(got, srgb_to_linear(g.dc_color()), atol=1e-6)
-    assert lin.color_background == pytest.approx(0.21404114, abs=1e-6)
+    local = g.coords - a.offset
+    kept = g.density > 15.0
+    got = a.color[local[kept, 0], local[kept, 1], local[kept, 2]]
+    # Unclamped DC values; any colour-space conversion happens in the material, after the clamp.
+    np.testing.assert_allclose(got, g.dc_value()[kept], atol=1e-6)
+    assert a.color_background == INACTIVE_COLOR == 0.5
+
+
+def test_negative_voxels_are_kept_only_next_to_positive_ones():
+    res = np.array([12, 4, 4])
+    coords = np.array([[1, 1, 1], [2, 1, 1], [3, 2, 2], [4, 1, 1], [9, 1, 1], [10, 2, 2]], np.int32)
+    density = np.array([5.0, -3.0, -1.0, -2.0, -6.0, 0.0], np.float32)
+    g = PlenoxGrid(res, np.array([[0.0, 0, 0], [12, 4, 4]]), coords, density,
+                   sh_for_color(np.full((6, 3), -0.2, np.float32)), 0)
+    a = build_vdb_arrays(g)
+    # Neighbours of the one positive voxel (1,1,1): (2,1,1) and, diagonally, none else within one voxel;
+    # (3,2,2), (4,1,1), (9,1,1) and (10,2,2) only ever meet corners <= 0, where max(0, ·) is 0 anyway.
+    assert a.active_voxels == 2
+    local = coords[:2] - a.offset
+    np.testing.assert_array_equal(a.density[local[:, 0], local[:, 1], local[:, 2]], [5.0, -3.0])
+    np.testing.assert_allclose(a.color[local[:, 0], local[:, 1], local[:, 2]], -0.2, atol=1e-6)
+    assert np.count_nonzero(a.density) == 2
 
 
 def test_srgb_to_linear_inverts_the_srgb_encoding():

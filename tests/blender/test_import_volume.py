@@ -11,7 +11,7 @@ import bpy
 from grid_helpers import cube_grid, sh_for_color
 
 from blender_plenox.io.grid_reader import GridFileError, PlenoxGrid, read_grid, write_grid
-from blender_plenox.io.vdb_arrays import build_vdb_arrays
+from blender_plenox.io.vdb_arrays import INACTIVE_COLOR, build_vdb_arrays, srgb_to_linear
 from blender_plenox.volume.importer import import_grid
 from blender_plenox.volume.vdb_writer import load_openvdb, write_vdb
 from blender_plenox.volume.volume_object import COLLECTION_NAME, NODE_MULTIPLIER, NODE_THRESHOLD
@@ -55,8 +55,11 @@ def test_fixture_grid_positions_survive_into_the_vdb(fixture_grid, tmp_path):
     density = next(gr for gr in grids if gr.name == "density")
     np.testing.assert_allclose(density.transform.indexToWorld((0.0, 0.0, 0.0)), [-0.75, -1.6, -2.5])
     np.testing.assert_allclose(density.transform.indexToWorld((3.0, 4.0, 5.0)), [0.75, 1.6, 2.5])
-    # The zero-density voxel (2, 2, 3) is inactive; the other four are active.
-    assert density.activeVoxelCount() == 4
+    # Contract 4 v2: the raw signed value of (2, 2, 3) is kept (it neighbours (1, 2, 3)): five active.
+    assert density.activeVoxelCount() == 5
+    assert density.getConstAccessor().getValue((2, 2, 3)) == pytest.approx(-4.0)
+    colour = next(gr for gr in grids if gr.name == "color")
+    np.testing.assert_allclose(colour.getConstAccessor().getValue((0, 0, 0)), [1.0, -0.25, 0.0], atol=1e-6)
 
 
 def test_cycles_render_of_a_cube_matches_the_closed_form(empty_scene, tmp_path):
@@ -96,6 +99,68 @@ def test_cycles_render_of_a_cube_matches_the_closed_form(empty_scene, tmp_path):
     assert value > 35.0
     # The footprint's edge is where it should be: outside the support lies only the world colour.
     np.testing.assert_allclose(image[0, 0], background, atol=2e-3)
+
+
+def _trilinear_dense(block: np.ndarray, f: np.ndarray, outside: float) -> np.ndarray:
+    """Trilinear lookup of block (X, Y, Z[, C]) at fractional indices f (..., 3), `outside` beyond it."""
+    pad = np.pad(block, [(1, 1)] * 3 + [(0, 0)] * (block.ndim - 3), constant_values=outside)
+    f = np.clip(f + 1.0, 0.0, np.array(pad.shape[:3]) - 1.0 - 1e-9)
+    i0 = np.floor(f).astype(int)
+    t = f - i0
+    out = 0.0
+    for corner in np.ndindex(2, 2, 2):
+        c = np.array(corner)
+        w = np.prod(np.where(c == 1, t, 1 - t), axis=-1)
+        v = pad[i0[..., 0] + c[0], i0[..., 1] + c[1], i0[..., 2] + c[2]]
+        out = out + (w[..., None] * v if v.ndim > w.ndim else w * v)
+    return out
+
+
+@pytest.mark.parametrize("color_space", ["TRAINER", "LINEAR"])
+def test_cycles_clamps_after_interpolating_signed_values(empty_scene, tmp_path, color_space):
+    """Negative voxel densities and DC values (contract 4 v2) render as max(0, trilinear(·)), per channel."""
+    scene = empty_scene
+    res = 8
+    rng = np.random.default_rng(5)
+    idx = np.stack(np.meshgrid(*[np.arange(res)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    inner = ((idx >= 2) & (idx <= 5)).all(1)
+    shell = ((idx >= 1) & (idx <= 6)).all(1) & ~inner
+    coords = idx[inner | shell].astype(np.int32)
+    density = np.where(inner[inner | shell], 6.0, -5.0).astype(np.float32)   # negative rim: sharper edges
+    dc = rng.uniform(-0.4, 1.3, (len(coords), 3)).astype(np.float32)         # beyond [0, 1] both ways
+    grid = PlenoxGrid(np.array([res] * 3), np.array([[-1.0] * 3, [1.0] * 3]), coords, density, sh_for_color(dc), 0)
+    write_grid(tmp_path / "signed.npz", grid)
+    background = np.array([0.1, 0.2, 0.4])
+    import_grid(scene, str(tmp_path / "signed.npz"), color_space=color_space)
+    size, scale = 32, 1.8
+    setup_cycles(scene, size, size, samples=8, background=tuple(background))
+    ortho_camera(scene, (0.0, 0.0, 3.0), scale)
+    image = render_linear(scene, str(tmp_path / "signed.exr"))
+
+    # Reference: the contract's field on dense arrays, by numpy: σ = max(0, trilinear(density)),
+    # c = max(0, trilinear(dc value)) (inactive: 0 and 0.5), integrated along each orthographic ray.
+    dense_d = np.zeros((res,) * 3, np.float64)
+    dense_c = np.full((res,) * 3 + (3,), INACTIVE_COLOR, np.float64)
+    dense_d[tuple(coords.T)] = density
+    dense_c[tuple(coords.T)] = dc
+    vox = 2.0 / res
+    px = (np.arange(size) + 0.5) / size * scale - scale / 2
+    z = np.linspace(1.0, -1.0, 1601)
+    dz = z[0] - z[1]
+    pts = np.stack(np.broadcast_arrays(px[None, :, None], -px[:, None, None], z[None, None, :]), -1)  # rows: +y up
+    f = (pts + 1.0) / vox - 0.5
+    s = np.maximum(_trilinear_dense(dense_d, f, 0.0), 0.0)
+    col = np.maximum(_trilinear_dense(dense_c, f, INACTIVE_COLOR), 0.0)
+    if color_space == "LINEAR":
+        col = srgb_to_linear(col)
+    trans = np.exp(-(np.cumsum(s, -1) * dz - s * dz))
+    expected = np.sum((trans * s)[..., None] * col, axis=2) * dz + np.exp(-np.sum(s, -1) * dz)[..., None] * background
+    # Clamping per voxel before interpolating (contract 4 v1's reading) would look clearly different.
+    s_v1 = _trilinear_dense(np.maximum(dense_d, 0.0), f, 0.0)
+    assert np.abs(np.sum(s_v1, -1) - np.sum(s, -1)).max() * dz > 0.5
+    value = psnr(image, expected)
+    print(f"signed grid ({color_space}) Cycles vs closed form: {value:.2f} dB")
+    assert value > 35.0
 
 
 def test_reimport_replaces_and_material_controls_apply(empty_scene, tmp_path):

@@ -174,11 +174,11 @@ def create_or_update(
     vol.render.clipping = 0.0
     vol.display.density = 1.0
     vol.display.interpolation_method = "LINEAR"
-    name = material_name(color_space)
-    mat = bpy.data.materials.get(name)
+    mat_name = material_name(color_space)
+    mat = bpy.data.materials.get(mat_name)
     # A material from before contract 4 v2 (no clamp node) would render negative densities: rebuild it.
     if mat is None or mat.node_tree is None or NODE_DENSITY_CLAMP not in mat.node_tree.nodes:
-        mat = build_material(name, linear=color_space != "TRAINER")
+        mat = build_material(mat_name, linear=color_space != "TRAINER")
     set_material_controls(mat, multiplier, threshold)
     vol.materials.append(mat)
     if obj is None:

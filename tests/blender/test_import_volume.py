@@ -131,7 +131,8 @@ def test_cycles_clamps_after_interpolating_signed_values(empty_scene, tmp_path, 
     grid = PlenoxGrid(np.array([res] * 3), np.array([[-1.0] * 3, [1.0] * 3]), coords, density, sh_for_color(dc), 0)
     write_grid(tmp_path / "signed.npz", grid)
     background = np.array([0.1, 0.2, 0.4])
-    import_grid(scene, str(tmp_path / "signed.npz"), color_space=color_space)
+    result = import_grid(scene, str(tmp_path / "signed.npz"), color_space=color_space)
+    assert result.obj.name == "Plenoxels" and result.obj.active_material.name.startswith("Plenoxels")
     size, scale = 32, 1.8
     setup_cycles(scene, size, size, samples=8, background=tuple(background))
     ortho_camera(scene, (0.0, 0.0, 3.0), scale)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from trainer.atomic import atomic_path
 
 
 class CheckpointError(ValueError):
@@ -16,19 +16,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     import torch  # here, so that the command line's fast paths (info, bad options) skip loading torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # BaseException: a SIGTERM/Ctrl-C arriving mid-write must not leave the temp file behind.
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -7,13 +7,12 @@ import dataclasses
 import difflib
 import json
 import math
-import os
-import tempfile
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
+from trainer.atomic import atomic_path
 from trainer.config import TrainConfig, check_config, preset
 
 TRUE_WORDS = {"true", "yes", "on", "1"}
@@ -213,17 +212,9 @@ def config_to_json(cfg: TrainConfig) -> dict[str, Any]:
 
 def write_json(path: Path, data: Any) -> None:
     """Atomic JSON write (temp file in the same directory + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(Path(path)) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, allow_nan=False)
+        f.write("\n")
 
 
 def save_config(path: Path, cfg: TrainConfig) -> None:

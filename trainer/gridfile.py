@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from trainer import GRID_VERSION
+from trainer.atomic import atomic_path
 
 FORMAT_NAME = "blender_plenox.grid"
 KEYS = ("format", "version", "resolution", "aabb", "coords", "density", "sh", "sh_degree", "metadata")
@@ -107,17 +106,8 @@ def save_grid(path: Path, grid: GridData) -> None:
         "sh_degree": np.array(int(grid.sh_degree), dtype=np.int64),
         "metadata": np.array(json.dumps(grid.metadata, default=str, allow_nan=False)),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz"
+        np.savez_compressed(f, **arrays)
 
 
 def load_grid(path: Path) -> GridData:

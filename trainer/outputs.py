@@ -6,8 +6,6 @@ add-on, a second terminal) never sees half a file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from trainer.atomic import atomic_path
 from trainer.metrics import psnr, ssim
 
 
@@ -24,16 +23,8 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def _atomic_image(path: Path, pixels: np.ndarray | list[np.ndarray], **kwargs: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        iio.imwrite(tmp, pixels, extension=path.suffix, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(Path(path)) as tmp:
+        iio.imwrite(tmp, pixels, extension=Path(path).suffix, **kwargs)
 
 
 def write_png(path: Path, img: torch.Tensor) -> None:

@@ -62,6 +62,7 @@ def main() -> int:
     ap.add_argument("--downscale", type=int, default=2)
     ap.add_argument("--test-views", type=int, default=25)
     ap.add_argument("--train-views", type=int, default=100)
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default /tmp/bench_lego_PRESET)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
@@ -79,13 +80,16 @@ def main() -> int:
     t = time.perf_counter()
     data = load_dataset(args.data, downscale=args.downscale, background=tuple(cfg.background))
     for split, n in (("train", args.train_views), ("test", args.test_views)):
+        # evenly spaced views: the test split is an orbit, and its first views are its hardest ones
         s = getattr(data, split)
-        s.images, s.c2w, s.intrinsics, s.paths = s.images[:n], s.c2w[:n], s.intrinsics[:n], s.paths[:n]
+        pick = torch.linspace(0, len(s.images) - 1, min(n, len(s.images))).round().long()
+        s.images, s.c2w, s.intrinsics = s.images[pick], s.c2w[pick], s.intrinsics[pick]
+        s.paths = [s.paths[i] for i in pick.tolist()]
     print(f"loaded {len(data.train.images)} train / {len(data.test.images)} test views at "
           f"{data.train.width}x{data.train.height} in {time.perf_counter() - t:.1f}s; device {device}, "
           f"{torch.get_num_threads()} threads; preset {args.preset}")
     sink = RecordingSink()
-    out = Path("/tmp") / f"bench_lego_{args.preset}"
+    out = args.out or Path("/tmp") / f"bench_lego_{args.preset}"
     result = run_training(cfg, data, out, sink, resume=False, device=device)
     train_s = time.perf_counter() - sink.t0
     print(f"training: {result.step} steps in {train_s:.1f}s wall")

@@ -1,7 +1,7 @@
 """Training losses: photometric MSE, total variation, Cauchy sparsity, beta (opacity) loss.
 
-Density enters the regularisers in grid units (world density times the voxel length), the units of
-the Plenoxels paper, so that their weights do not depend on the resolution or the box size.
+The caller passes density in scene units (see trainer.config), the frame of the Plenoxels code, so
+that the paper's weights apply to a box of any size.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def cauchy_sparsity(sigma_grid: torch.Tensor) -> torch.Tensor:
-    """sum log(1 + 2 sigma^2) over samples (sigma in grid units); the caller applies the weight."""
+    """sum log(1 + 2 sigma^2) over samples (sigma in scene units); the caller applies the weight."""
     return torch.log1p(2.0 * sigma_grid * sigma_grid).sum()
 
 
@@ -44,12 +44,14 @@ def tv_neighbours(grid: SparseGrid, rows: torch.Tensor) -> tuple[torch.Tensor, t
 def total_variation(
     values: torch.Tensor, rows: torch.Tensor, nb_rows: torch.Tensor, present: torch.Tensor, eps: float = 1e-8
 ) -> torch.Tensor:
-    """Mean over rows of the sum over channels of sqrt(dx^2 + dy^2 + dz^2 + eps), d = neighbour - self.
+    """Sum over rows and channels of sqrt(dx^2 + dy^2 + dz^2 + eps), d = neighbour - self.
 
     values [N, C]; a missing neighbour (empty or outside) contributes no difference, so the border of
-    the active set is not pulled towards zero.
+    the active set is not pulled towards zero. A sum over the sampled rows, not a mean (as in svox2):
+    each sampled voxel feels the weight itself, however many voxels the grid holds, so one weight
+    keeps its strength against the photometric loss as pruning and upsampling change the count.
     """
     own = values[rows]  # [M, C]
     diffs = values[nb_rows] - own[:, None, :]  # [M, 3, C]
     diffs = diffs * present[:, :, None].to(values.dtype)
-    return torch.sqrt((diffs * diffs).sum(1) + eps).sum() / max(rows.shape[0], 1)
+    return torch.sqrt((diffs * diffs).sum(1) + eps).sum()

@@ -57,6 +57,26 @@ def scene_aabb(cfg: TrainConfig, data: Dataset) -> torch.Tensor:
     return torch.tensor(cfg.scene_box, dtype=torch.float32)
 
 
+def scene_scale(aabb: torch.Tensor) -> float:
+    """Half the longest side of the scene box: density in scene units = world density * this.
+
+    svox2 normalises every scene into [-1, 1]^3 and states its learning rates, initial density and
+    regulariser weights for densities in that frame; measuring density the same way lets the paper's
+    numbers carry over to a box of any size. Fixed for the whole run (boxes fitted at upsampling
+    do not change it).
+    """
+    return 0.5 * float((aabb[1] - aabb[0]).max())
+
+
+def tv_difference_scale(voxel: float) -> float:
+    """Factor on neighbour differences in the TV losses for voxels `voxel` long (scene units).
+
+    svox2 scales differences by R/256 for a grid of R voxels across [-1, 1], i.e. 1 at 256^3: its TV
+    weights are tuned at 256^3 and a coarser grid (larger voxel) is smoothed less per voxel pair.
+    """
+    return (2.0 / 256.0) / voxel
+
+
 def render_options(cfg: TrainConfig) -> RenderOptions:
     return RenderOptions(cfg.step_size, cfg.stop_transmittance, cfg.occupancy_block)
 
@@ -93,6 +113,7 @@ class Trainer:
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(cfg.seed)
         self.aabb = scene_aabb(cfg, data)
+        self.scene_scale = scene_scale(self.aabb)
         self.grid = self._initial_grid()
         self.sq_density = torch.zeros_like(self.grid.density)
         self.sq_sh = torch.zeros_like(self.grid.sh)
@@ -110,10 +131,9 @@ class Trainer:
         return ((v * height + r) * width + c).reshape(-1).to(self.device)
 
     def _initial_grid(self) -> SparseGrid:
-        res = self.cfg.resolutions[0]
-        unit = float(((self.aabb[1] - self.aabb[0]) / res).min())
         return SparseGrid.dense(
-            res, self.aabb, self.cfg.sh_degree, self.cfg.init_density / unit, self.cfg.init_sh, self.device
+            self.cfg.resolutions[0], self.aabb, self.cfg.sh_degree, self.cfg.init_density / self.scene_scale,
+            self.cfg.init_sh, self.device,
         )
 
     def _new_stage_stats(self) -> None:
@@ -167,8 +187,7 @@ class Trainer:
         stride = max(1, cfg.prune_ray_stride * cfg.resolutions[-1] // max(self.grid.resolution))
         rays = self._strided_rays(*self.image_shape, stride)
         weights = max_weights(self.grid, self.origins[rays], self.dirs[rays], self.opts, self.cfg.eval_chunk)
-        unit = self.grid.unit
-        dense_enough = self.grid.density.detach() * unit > self.cfg.prune_density
+        dense_enough = self.grid.density.detach() * self.scene_scale > self.cfg.prune_density
         keep = (weights >= self.cfg.prune_weight) | dense_enough
         before = self.grid.n_active
         self.grid, old_rows = prune(self.grid, keep, self.cfg.prune_dilate)
@@ -215,7 +234,8 @@ class Trainer:
         dirs = self.dirs[idx]
         target = self.colors[idx]
         s: Samples = sample_rays(grid, self.origins[idx], dirs, self.opts)
-        unit = grid.unit
+        scale = self.scene_scale
+        tv_scale = tv_difference_scale(grid.unit / scale)
         n_tv = max(1, int(cfg.tv_fraction * n))
         tv_rows = torch.randint(n, (n_tv,), generator=self.gen, device=self.device)
         tv_nb, tv_present = tv_neighbours(grid, tv_rows)
@@ -239,15 +259,15 @@ class Trainer:
         loss_mse = mse(rgb, target)
         loss = loss_mse
         if cfg.sparsity > 0:
-            loss = loss + cfg.sparsity * cauchy_sparsity(dp.sigma * unit)
+            loss = loss + cfg.sparsity * cauchy_sparsity(dp.sigma * scale)
         if cfg.beta_loss > 0:
             loss = loss + cfg.beta_loss * beta_loss(1.0 - dp.t_final)
         if cfg.tv_sigma > 0:
             loss = loss + cfg.tv_sigma * total_variation(
-                (density * unit)[:, None], d_pos[tv_rows], d_pos[tv_nb], tv_present
+                (density * (scale * tv_scale))[:, None], d_pos[tv_rows], d_pos[tv_nb], tv_present
             )
         if cfg.tv_sh > 0:
-            loss = loss + cfg.tv_sh * total_variation(sh, sh_pos[tv_rows], sh_pos[tv_nb], tv_present)
+            loss = loss + cfg.tv_sh * total_variation(sh * tv_scale, sh_pos[tv_rows], sh_pos[tv_nb], tv_present)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise TrainingError(f"step {self.step}: loss is {'NaN' if math.isnan(loss_value) else 'infinite'}")
@@ -257,8 +277,8 @@ class Trainer:
             self.step, cfg.steps, cfg.lr_sigma, cfg.lr_sigma_final, cfg.lr_sigma_delay_steps, cfg.lr_sigma_delay_mult
         )
         lr_sh = delayed_lr(self.step, cfg.steps, cfg.lr_sh, cfg.lr_sh_final)
-        # RMSProp's step is about lr in the parameter's units: grid-unit rates become world-unit ones
-        self._update(grid.density, self.sq_density, d_rows, g_density, lr_sigma / unit, cfg.nonnegative_density)
+        # RMSProp's step is about lr in the parameter's units: scene-unit rates become world-unit ones
+        self._update(grid.density, self.sq_density, d_rows, g_density, lr_sigma / scale, cfg.nonnegative_density)
         self._update(grid.sh, self.sq_sh, sh_rows, g_sh, lr_sh)
         return loss_value, float(loss_mse.detach())
 

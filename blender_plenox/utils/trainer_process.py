@@ -383,12 +383,12 @@ def print_progress(
 
 # Step counts of the trainer's presets (trainer/config.py), needed only to place the upsampling steps
 # when the panel overrides the final resolution without overriding the step count.
-PRESET_STEPS = {"tiny": 300, "fast": 3000, "default": 12000, "quality": 60000}
+PRESET_STEPS = {"tiny": 300, "fast": 4000, "default": 12000, "quality": 60000}
 
 
 def schedule_overrides(final_resolution: int, steps: int, preset: str) -> dict[str, object]:
     """`--set` values for a final resolution: coarse-to-fine by halving (up to three stages, none
-    below 32), moving up after 1/8 and 5/12 of the steps as the trainer's own presets do."""
+    below 32), moving up after 1/3 of the steps (two stages) or after 1/8 and 5/12 (three)."""
     out: dict[str, object] = {}
     if steps > 0:
         out["steps"] = steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,22 @@ def test_nonnegative_density_option_keeps_every_voxel_at_or_above_zero(sphere: D
     plain = run_training(small_config(steps=30, upsample_at=[20], prune_at=[10]), sphere, tmp_path / "b", ListSink(),
                          resume=False, device=CPU)
     assert float(plain.grid.density.min()) < 0.0  # without the option RMSProp does push voxels below zero
+
+
+@pytest.mark.parametrize("half_side", [1.0, 3.0])
+def test_initial_fog_is_as_clear_for_any_box_size(sphere: Dataset, tmp_path: Path, half_side: float) -> None:
+    # Density settings are in scene units (box spanning [-1, 1]): the initial field must let the same
+    # light through a box of any size, about exp(-2 * init_density) along a ray through its middle.
+    from trainer.render import RenderOptions, render_rays
+    from trainer.train import Trainer
+
+    box = torch.tensor([[-half_side] * 3, [half_side] * 3])
+    data = dataclasses.replace(sphere, aabb=box)
+    cfg = small_config(init_density=0.1)
+    trainer = Trainer(cfg, data, tmp_path, ListSink(), CPU)
+    origin = torch.tensor([[-10.0 * half_side, 0.01, -0.02]])
+    direction = torch.tensor([[1.0, 0.0, 0.0]])
+    _, opacity = render_rays(trainer.grid, origin, direction, (1.0, 1.0, 1.0), RenderOptions())
+    clear = 1.0 - float(opacity[0])
+    # the outermost half voxel on each side fades to zero (empty outside), hence the loose bound
+    assert clear == pytest.approx(math.exp(-0.2), rel=0.02)

@@ -1,7 +1,7 @@
 """Capture → train (tiny preset, real trainer subprocess) → import, in real Blender.
 
-Checks that the volume lines up with the scene (density high inside the objects, near zero in empty
-space, bounds inside the dataset's aabb) and that a Cycles render of it agrees with the trainer's own
+Checks that the volume lines up with the scene (opaque down through each object's top, near zero in
+empty space, bounds inside the dataset's aabb) and that a Cycles render of it agrees with the trainer's own
 view-independent render of a test camera, and with the ground truth about as well as the trainer does.
 """
 
@@ -71,12 +71,20 @@ def test_volume_lines_up_with_the_scene(pipeline):
     _, tmp = pipeline
     obj = bpy.data.objects["Plenoxels"]
     assert obj.users_collection[0].name == "Reconstruction"
-    inside = np.array([[-0.4, -0.25, 0.35], [0.4, -0.2, 0.35], [0.05, 0.45, 0.3]])  # cube, sphere, cone
+    # Vertical segments from above each object down to its centre cross its top surface: light along
+    # them must be stopped. (Points inside an opaque object are never seen, so their density is
+    # whatever the start left there; the surface is what the views pin down.)
+    tops = np.array([[-0.4, -0.25], [0.4, -0.2], [0.05, 0.45]])  # cube, sphere, cone
+    z = np.arange(1.3, 0.35, -0.01)
+    depths = []
+    for x, y in tops:
+        d, density = _density_at(obj, np.stack([np.full_like(z, x), np.full_like(z, y), z], 1))
+        depths.append(float(np.maximum(d, 0.0).sum() * 0.01))
     empty = np.array([[0.7, 0.7, 0.9], [-0.7, 0.6, 0.9], [0.0, -0.75, 0.95]])
-    d_in, density = _density_at(obj, inside)
     d_out, _ = _density_at(obj, empty)
-    print(f"density inside {d_in}, in empty space {d_out}")
-    assert d_in.min() > 10 * max(d_out.max(), 1.0)
+    print(f"optical depth down to the objects' centres {depths}, density in empty space {d_out}")
+    assert min(depths) > 3.0  # less than 5 % of the light gets through
+    assert np.all(d_out < 1.0)
     aabb = np.array(json.loads((tmp / "dataset" / "transforms_train.json").read_text())["aabb"])
     lo, hi = density.evalActiveVoxelBoundingBox()
     world_lo = np.array(density.transform.indexToWorld(tuple(map(float, lo))))

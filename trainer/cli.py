@@ -275,7 +275,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     import math
 
-    from trainer.orbit import fit_distance, orbit_poses, pinhole_intrinsics
+    from trainer.orbit import content_box, fit_distance, orbit_poses, pinhole_intrinsics
     from trainer.outputs import to_uint8, write_gif, write_png
 
     run = Path(args.run)
@@ -296,7 +296,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                               render(split.c2w[i], split.intrinsics[i], split.width, split.height))
                 log(f"wrote {len(split.paths)} test views to {out}")
             else:
-                aabb = grid.aabb.detach().cpu().double()
+                aabb = content_box(grid)
                 fov = math.radians(args.fov)
                 size = args.size
                 poses = orbit_poses(aabb, args.frames, args.distance or fit_distance(aabb, fov), args.elevation)
@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=int, default=256, help="orbit image side in pixels")
     r.add_argument("--fov", type=float, default=40.0, help="orbit horizontal field of view, degrees")
     r.add_argument("--elevation", type=float, default=30.0, help="orbit elevation above the box centre, degrees")
-    r.add_argument("--distance", type=float, help="orbit radius (default: the box's bounding sphere fills the view)")
+    r.add_argument("--distance", type=float, help="orbit radius (default: the bounding sphere of the voxels with density fills the view)")
     r.add_argument("--fps", type=float, default=20.0, help="orbit.gif frame rate")
     r.add_argument("--dc-only", action="store_true", help="view-independent colour (what Blender shows)")
     r.add_argument("--data", help="for --views test; default: the run's dataset")

@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from trainer.grid import SparseGrid
+
 
 def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """Camera-to-world [4, 4] in OpenGL axes (the camera looks down -z, +y is up in the image)."""
@@ -14,6 +16,20 @@ def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.
     c2w = torch.eye(4, dtype=eye.dtype)
     c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, torch.linalg.cross(back, right), back, eye
     return c2w
+
+
+def content_box(grid: SparseGrid, trim: float = 0.005) -> torch.Tensor:
+    """World box [2, 3] around the voxels with positive density, ignoring the `trim` fraction of them
+    that lie furthest out along each axis (stray floaters would otherwise frame a mostly empty view).
+    The grid's own box when no voxel has density."""
+    coords = grid.coords()[grid.density.detach() > 0].double()
+    if coords.shape[0] == 0:
+        return grid.aabb.detach().cpu().double().clone()
+    lo = torch.quantile(coords, trim, dim=0) if coords.shape[0] > 1 else coords[0]
+    hi = torch.quantile(coords, 1.0 - trim, dim=0) + 1.0 if coords.shape[0] > 1 else coords[0] + 1.0
+    origin = grid.aabb[0].double()
+    size = grid.voxel_size.double()
+    return torch.stack((origin + lo.floor() * size, origin + hi.ceil() * size)).cpu()
 
 
 def fit_distance(aabb: torch.Tensor, fov: float) -> float:

@@ -177,6 +177,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise _Interrupted(f"{out}: interrupted before the first checkpoint") from None
 
 
+def _remove_stale_results(out: Path, written: set[str], since: float) -> None:
+    """After a finished run: drop test renders it did not write and a live-preview snapshot older
+    than it, left by an earlier run in the same folder (--force), so every result file there is
+    this run's. Only names the trainer itself writes are touched."""
+    for path in (out / "renders").glob("test_*.png"):
+        if path.name not in written:
+            path.unlink()
+    snapshot = out / "snapshot.npz"
+    if snapshot.is_file() and snapshot.stat().st_mtime < since:
+        snapshot.unlink()
+
+
 def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     sink = args.sink
@@ -240,6 +252,7 @@ def _train(args: argparse.Namespace) -> int:
         "created": now_iso(),
     }
     write_json(out / "metrics.json", to_json_value(metrics))
+    _remove_stale_results(out, {row["file"] for row in test["per_view"]}, start)
     sink.emit("done", grid=out / "grid.npz", metrics=out / "metrics.json", psnr=test["psnr"], ssim=test["ssim"],
               step=result.step, elapsed=time.time() - start)
     return 0

@@ -43,6 +43,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = root / "run"
     out.mkdir()
     (out / "notes.txt").write_text("not the trainer's")       # --force must leave it alone
+    (out / "renders").mkdir()                                 # ...but an earlier run's results go
+    (out / "renders" / "test_099.png").write_bytes(b"stale")
+    (out / "snapshot.npz").write_bytes(b"stale")
     result = run_trainer("train", "--data", data, "--out", out, "--preset", "tiny", "--force",
                          "--progress", "json", "--device", "cpu")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -139,3 +142,11 @@ def test_info_summarises_the_run(trained: dict[str, Any]) -> None:
     metrics = json.loads((trained["out"] / "metrics.json").read_text())
     assert info["metrics"]["test"]["psnr"] == pytest.approx(metrics["test"]["psnr"])
     assert info["grid"]["voxels"] == metrics["voxels"] and info["grid"]["step"] == STEPS
+
+
+def test_force_leaves_only_this_runs_results(trained: dict[str, Any]) -> None:
+    out = trained["out"]
+    assert (out / "notes.txt").read_text() == "not the trainer's"
+    assert not (out / "renders" / "test_099.png").exists()
+    assert not (out / "snapshot.npz").exists()  # tiny writes no snapshot: the stale one is gone, not replaced
+    assert sorted(p.name for p in (out / "renders").glob("test_*.png")) == [f"test_{i:03d}.png" for i in range(4)]

@@ -394,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--progress", choices=("bar", "json", "none"), default=default_progress,
                        help="bar: tqdm on stderr; json: contract-3 events on stdout; none")
         q.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+        q.add_argument("--threads", type=int,
+                       help="CPU threads for torch (default: torch's, one per core). On a small machine "
+                            "with other busy work, fewer threads keep the run from stalling")
 
     t = sub.add_parser("train", help="train a grid on a dataset directory")
     t.add_argument("--data", help="dataset directory (contract 1); with --resume, default: the run's")
@@ -441,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(args: argparse.Namespace) -> None:
-    for name in ("frames", "size", "downscale", "fps"):
+    for name in ("frames", "size", "downscale", "fps", "threads"):
         value = getattr(args, name, None)
         if value is not None and value <= 0:
             raise UsageError(f"--{name}: must be positive, got {value}")
@@ -466,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _positive(args)
+        if getattr(args, "threads", None):
+            import torch
+
+            torch.set_num_threads(args.threads)
         return int(args.func(args))
     except _Interrupted as e:
         return fail(EXIT_INTERRUPTED, str(e))

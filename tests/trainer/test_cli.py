@@ -87,6 +87,7 @@ def test_existing_output_needs_resume_or_force_and_is_left_alone(dataset: Path, 
     (["--preset", "huge"], "unknown preset 'huge'"),
     (["--resume"], "config.json: nothing to resume"),
     (["--downscale", "0"], "--downscale: must be positive"),
+    (["--threads", "0"], "--threads: must be positive"),
 ])
 def test_bad_options_exit_2(dataset: Path, tmp_path: Path, args: list[str], message: str) -> None:
     result = trainer("train", "--data", dataset, "--out", tmp_path / "run", *args)

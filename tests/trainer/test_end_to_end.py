@@ -47,7 +47,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (out / "renders" / "test_099.png").write_bytes(b"stale")
     (out / "snapshot.npz").write_bytes(b"stale")
     result = run_trainer("train", "--data", data, "--out", out, "--preset", "tiny", "--force",
-                         "--progress", "json", "--device", "cpu")
+                         "--progress", "json", "--device", "cpu", "--threads", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     return {"data": data, "out": out, "events": events(result.stdout), "stderr": result.stderr}
 

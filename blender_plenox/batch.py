@@ -112,6 +112,9 @@ def build_parser(settings_type: Any) -> argparse.ArgumentParser:
     pipeline.add_argument("--device", default=None, help="Trainer device: auto, cpu or cuda")
     pipeline.add_argument("--trainer-set", action="append", default=[], metavar="KEY=VALUE",
                           help="A trainer setting (trainer/config.py), repeatable")
+    pipeline.add_argument("--view-dependent", action="store_true",
+                          help="Train view-dependent colour (the preset's SH degree); default: one colour per "
+                               "voxel, which is what the imported volume shows")
     pipeline.add_argument("--trainer-python", metavar="FILE", help="Python with torch and the trainer")
     pipeline.add_argument("--resume", action="store_true", help="Continue the run from its checkpoint")
     pipeline.add_argument("--import", dest="import_grid", action="store_true",
@@ -139,6 +142,7 @@ def train_and_import(args: argparse.Namespace, bpy: Any) -> int:
             t.preset = args.preset
         if args.device:
             t.device = args.device
+        t.view_dependent = args.view_dependent
         t.extra_overrides = " ".join(args.trainer_set)
         t.resume = args.resume
         t.overwrite = not args.resume

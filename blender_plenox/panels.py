@@ -98,6 +98,7 @@ class VIEW3D_PT_plenox_train(PlenoxPanel):
         col.prop(s, "output_dir")
         col.prop(s, "preset")
         col.prop(s, "device")
+        col.prop(s, "view_dependent")
         col.prop(s, "use_overrides")
         if s.use_overrides:
             sub = col.column(align=True)

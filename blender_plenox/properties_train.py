@@ -65,6 +65,13 @@ class PlenoxTrainSettings(bpy.types.PropertyGroup):
     device: EnumProperty(  # type: ignore[valid-type]
         name="Device", description="Where the trainer runs", items=DEVICE_ITEMS, default="auto"
     )
+    view_dependent: BoolProperty(  # type: ignore[valid-type]
+        name="View-Dependent Colour",
+        description="Train view-dependent colour (the preset's spherical harmonics) instead of one colour "
+        "per voxel. The imported volume shows only the view-independent part, which then looks washed out "
+        "wherever the fit leaned on the view-dependent terms; turn on for the trainer's own renders",
+        default=False,
+    )
     use_overrides: BoolProperty(  # type: ignore[valid-type]
         name="Override Preset",
         description="Pass the values below to the trainer instead of the preset's",

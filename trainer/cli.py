@@ -167,7 +167,10 @@ def _load_run_grid(run: Path, device: torch.device) -> tuple[SparseGrid, dict[st
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from trainer.parent_watch import watch_parent
+
     with sigterm_as_interrupt():
+        watch_parent()
         try:
             return _train(args)
         except KeyboardInterrupt:

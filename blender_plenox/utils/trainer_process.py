@@ -83,6 +83,8 @@ def child_env(trainer_root: str = "", base: Mapping[str, str] | None = None) -> 
     """The child's environment: unbuffered stdout (events arrive as they happen), trainer importable."""
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
+    # a training outlives nothing: if Blender dies without cancelling it, it checkpoints and exits
+    env["PLENOX_EXIT_WITH_PARENT"] = "1"
     # Blender sets PYTHONHOME/PYTHONPATH for its own Python; another interpreter must not inherit them.
     env.pop("PYTHONHOME", None)
     env.pop("PYTHONPATH", None)

@@ -176,6 +176,7 @@ def test_candidates_follow_the_documented_order(monkeypatch, tmp_path):
 def test_child_env_drops_blenders_python_home():
     env = tp.child_env("/repo", base={"PYTHONHOME": "/blender/python", "PYTHONPATH": "/x", "PATH": "/bin"})
     assert "PYTHONHOME" not in env and env["PYTHONPATH"] == "/repo" and env["PYTHONUNBUFFERED"] == "1"
+    assert env["PLENOX_EXIT_WITH_PARENT"] == "1"  # see tests/trainer/test_parent_watch.py
 
 
 def test_schedule_overrides_for_a_final_resolution():

@@ -69,6 +69,10 @@ class PLENOX_OT_import_volume(bpy.types.Operator):
             return {"CANCELLED"}
         res = "x".join(map(str, result.resolution))
         msg = f"Imported {result.active_voxels:,} voxels ({res}) in {result.seconds:.2f} s"
+        if result.sh_degree > 0:
+            # the trainer's renders of such a grid include view-dependent colour; this volume cannot
+            msg += (f"; colour: the view-independent part of SH degree {result.sh_degree}"
+                    " (train without View-Dependent Colour for the closest match)")
         settings.import_settings.status = msg
         if not bpy.app.background:
             show_in_viewport(context)

@@ -23,6 +23,7 @@ class ImportResult:
     active_voxels: int
     resolution: tuple[int, int, int]
     seconds: float
+    sh_degree: int = 0  # > 0: the volume shows only the view-independent part of the grid's colour
 
 
 def vdb_path_for(grid_path: str) -> str:
@@ -63,4 +64,5 @@ def import_grid(
     obj = create_or_update(scene, object_name, vdb_path, grid_path, multiplier, threshold, color_space)
     _remove_stale(grid_path, vdb_path)
     res = tuple(int(v) for v in grid.resolution)
-    return ImportResult(obj, vdb_path, arrays.active_voxels, res, time.perf_counter() - start)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - start
+    return ImportResult(obj, vdb_path, arrays.active_voxels, res, seconds, int(grid.sh_degree))  # type: ignore[arg-type]

@@ -67,11 +67,14 @@ def march(
     k = torch.arange(total, device=device) - first[ray_id]
     t = t_near[ray_id] + (k.to(t_near.dtype) + 0.5) * delta
     x = o[ray_id] + t[:, None] * d[ray_id]
-    cell = (torch.floor(x - 0.5).long() + 1).clamp(min=0)
-    block = cell // opts.occupancy_block
+    # Cell c holds the points whose lower interpolation corner is voxel c - 1: c = floor(x + 0.5).
+    # Block arithmetic in float32 (exact for these small integers): int64 division and clamping run
+    # unvectorised on the CPU and cost more than the rest of the march.
     bx, by, bz = mask.shape
-    block = torch.minimum(block, torch.tensor([bx - 1, by - 1, bz - 1], device=device))
-    live = mask[block[:, 0], block[:, 1], block[:, 2]]
+    top = torch.tensor([bx - 1, by - 1, bz - 1], dtype=x.dtype, device=device)
+    block = torch.minimum(torch.floor((x + 0.5) / opts.occupancy_block).clamp_(min=0.0), top)
+    flat = ((block[:, 0] * by + block[:, 1]) * bz + block[:, 2]).long()
+    live = mask.reshape(-1)[flat]
     return ray_id[live], x[live], delta
 
 
@@ -114,6 +117,16 @@ class DensityPass:
     weight: torch.Tensor  # [S'] T_i * alpha_i
     seen: torch.Tensor  # [S'] bool: in front of the early-termination point
     t_final: torch.Tensor  # [B] transmittance through the whole ray
+
+
+def seen_samples(s: Samples, dp: DensityPass) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Corner rows [S'', 8], corner weights and ray ids of the samples that reach the colour pass.
+
+    One index vector and index_select: masking the [S, 8] arrays twice would run two nonzero scans
+    over each of them.
+    """
+    sel = torch.nonzero(dp.keep).squeeze(1)[dp.seen]
+    return s.rows.index_select(0, sel), s.corner_w.index_select(0, sel), s.ray_id.index_select(0, sel)
 
 
 @torch.no_grad()
@@ -175,7 +188,7 @@ def render_rays(
     """
     s = sample_rays(grid, origins, dirs, opts)
     dp = density_pass(grid.density, s.rows, s, opts)
-    rows, cw, ray_id = s.rows[dp.keep][dp.seen], s.corner_w[dp.keep][dp.seen], s.ray_id[dp.keep][dp.seen]
+    rows, cw, ray_id = seen_samples(s, dp)
     rgb = color_pass(
         grid.sh, rows, cw, ray_id, dp.weight[dp.seen], dirs, dp.t_final, background, grid.sh_degree, opts.dc_only
     )

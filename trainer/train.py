@@ -25,7 +25,7 @@ from trainer.grid import SparseGrid
 from trainer.gridfile import save_grid
 from trainer.losses import beta_loss, cauchy_sparsity, mse, total_variation, tv_neighbours
 from trainer.optim import delayed_lr, rmsprop_step_, touched_rows
-from trainer.render import RenderOptions, Samples, color_pass, density_pass, max_weights, sample_rays
+from trainer.render import RenderOptions, Samples, color_pass, density_pass, max_weights, sample_rays, seen_samples
 from trainer.resample import fitted_box, prune, upsample
 
 CHECKPOINT_VERSION = 1
@@ -247,8 +247,7 @@ class Trainer:
         density = grid.density.detach()[d_rows].requires_grad_()
         dp = density_pass(density, d_pos[s.rows], s, self.opts)
 
-        keep_rows, keep_w = s.rows[dp.keep][dp.seen], s.corner_w[dp.keep][dp.seen]
-        ray_id = s.ray_id[dp.keep][dp.seen]
+        keep_rows, keep_w, ray_id = seen_samples(s, dp)
         sh_rows = touched_rows(n, keep_rows[keep_w > 0], tv_all, device=self.device)
         sh_pos = rows_remap(n, sh_rows)
         sh = grid.sh.detach()[sh_rows].requires_grad_()

@@ -103,7 +103,7 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     "default": _preset(
         steps=12000, resolutions=[64, 128, 256], upsample_at=[600, 5000], batch_rays=5000,
-        checkpoint_every=2000, log_every=100, snapshot_every=2000, prune_at=[50, 200, 400],
+        checkpoint_every=2000, log_every=100, snapshot_every=2000, prune_at=[50, 200, 400], prune_ray_stride=2,
         lr_sigma=60.0, lr_sigma_final=2.0, lr_sigma_delay_steps=300, lr_sh_final=2e-4,
         tv_sigma=0.0, tv_sh=0.0,
     ),

@@ -3,8 +3,6 @@ grid's colour (view-dependent SH)."""
 
 from __future__ import annotations
 
-import pytest
-
 import volume_render_helpers  # noqa: F401  # isort: skip  # puts the repository on sys.path
 
 import bpy
@@ -13,21 +11,11 @@ from grid_helpers import cube_grid, random_grid
 from blender_plenox.io.grid_reader import write_grid
 
 
-@pytest.fixture()
-def scene():
-    import blender_plenox
-
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    blender_plenox.register()
-    yield bpy.context.scene
-    blender_plenox.unregister()
-
-
-def test_status_names_view_dependent_colour_it_cannot_show(scene, tmp_path):
+def test_status_names_view_dependent_colour_it_cannot_show(registered_scene, tmp_path):
     write_grid(tmp_path / "dc.npz", cube_grid(8, 2, 6, 3.0, (0.8, 0.3, 0.1)))
     write_grid(tmp_path / "sh1.npz", random_grid(sh_degree=1))
     assert bpy.ops.plenox.import_volume(filepath=str(tmp_path / "dc.npz")) == {"FINISHED"}
-    status = scene.plenox.import_settings.status
+    status = registered_scene.plenox.import_settings.status
     assert status.startswith("Imported 64 voxels") and "SH degree" not in status
     assert bpy.ops.plenox.import_volume(filepath=str(tmp_path / "sh1.npz")) == {"FINISHED"}
-    assert "view-independent part of SH degree 1" in scene.plenox.import_settings.status
+    assert "view-independent part of SH degree 1" in registered_scene.plenox.import_settings.status

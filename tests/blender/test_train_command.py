@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import volume_render_helpers  # noqa: F401  # isort: skip  # puts the repository on sys.path
 
 import bpy
-
-
-@pytest.fixture()
-def scene():
-    import blender_plenox
-
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    blender_plenox.register()
-    yield bpy.context.scene
-    blender_plenox.unregister()
 
 
 def _sets(cmd: list[str]) -> dict[str, str]:
@@ -24,10 +12,10 @@ def _sets(cmd: list[str]) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs)
 
 
-def test_colour_is_view_independent_unless_asked(scene, tmp_path):
+def test_colour_is_view_independent_unless_asked(registered_scene, tmp_path):
     from blender_plenox.operators.train import build_command
 
-    t = scene.plenox.train
+    t = registered_scene.plenox.train
     t.data_dir, t.output_dir = str(tmp_path / "data"), str(tmp_path / "run")
     cmd, _ = build_command(bpy.context, "python")
     assert cmd[:4] == ["python", "-m", "trainer", "train"]

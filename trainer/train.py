@@ -257,6 +257,12 @@ class Trainer:
         )
         loss_mse = mse(rgb, target)
         loss = loss_mse
+        if cfg.dc_weight > 0 and grid.sh_degree > 0:
+            rgb_dc = color_pass(
+                sh, sh_pos[keep_rows], keep_w, ray_id, dp.weight[dp.seen], dirs, dp.t_final,
+                self.background, grid.sh_degree, True,
+            )
+            loss = loss + cfg.dc_weight * mse(rgb_dc, target)
         if cfg.sparsity > 0:
             loss = loss + cfg.sparsity * cauchy_sparsity(dp.sigma * scale)
         if cfg.beta_loss > 0:

@@ -25,8 +25,8 @@ def content_box(grid: SparseGrid, trim: float = 0.005) -> torch.Tensor:
     coords = grid.coords()[grid.density.detach() > 0].double()
     if coords.shape[0] == 0:
         return grid.aabb.detach().cpu().double().clone()
-    lo = torch.quantile(coords, trim, dim=0) if coords.shape[0] > 1 else coords[0]
-    hi = torch.quantile(coords, 1.0 - trim, dim=0) + 1.0 if coords.shape[0] > 1 else coords[0] + 1.0
+    lo = torch.quantile(coords, trim, dim=0)
+    hi = torch.quantile(coords, 1.0 - trim, dim=0) + 1.0
     origin = grid.aabb[0].double()
     size = grid.voxel_size.double()
     return torch.stack((origin + lo.floor() * size, origin + hi.ceil() * size)).cpu()

@@ -149,6 +149,22 @@ def density_pass(density: torch.Tensor, rows: torch.Tensor, s: Samples, opts: Re
     return DensityPass(keep, sigma, weight, seen, t_final)
 
 
+def _dc_rgb(dc: torch.Tensor) -> torch.Tensor:
+    """View-independent colour [S, 3] from interpolated first SH coefficients [S, 3]."""
+    return torch.relu(dc * C0 + 0.5)
+
+
+def _composite(
+    rgb_s: torch.Tensor, ray_id: torch.Tensor, weight: torch.Tensor, t_final: torch.Tensor,
+    background: Sequence[float] | torch.Tensor,
+) -> torch.Tensor:
+    """Per-ray colour [B, 3]: sum of weight * sample colour, plus T_N * background."""
+    bg = torch.as_tensor(background, dtype=rgb_s.dtype, device=rgb_s.device)
+    rgb = torch.zeros((t_final.shape[0], 3), dtype=rgb_s.dtype, device=rgb_s.device)
+    rgb = rgb.index_add(0, ray_id, weight[:, None] * rgb_s)
+    return rgb + t_final[:, None] * bg
+
+
 def color_pass(
     sh: torch.Tensor,
     rows: torch.Tensor,
@@ -164,15 +180,30 @@ def color_pass(
     """Colour of each ray [B, 3] from the seen samples (rows/corner_w/ray_id/weight already selected)."""
     k = num_coeffs(sh_degree)
     if dc_only:
-        dc = sh[:, ::k]  # the first coefficient of each channel
-        rgb_s = torch.relu(trilinear(dc, rows, corner_w) * C0 + 0.5)
+        rgb_s = _dc_rgb(trilinear(sh[:, ::k], rows, corner_w))  # the first coefficient of each channel
     else:
-        basis = sh_basis(dirs, sh_degree)[ray_id]
-        rgb_s = sh_to_rgb(trilinear(sh, rows, corner_w), basis)
-    bg = torch.as_tensor(background, dtype=dirs.dtype, device=dirs.device)
-    rgb = torch.zeros((dirs.shape[0], 3), dtype=dirs.dtype, device=dirs.device)
-    rgb = rgb.index_add(0, ray_id, weight[:, None] * rgb_s)
-    return rgb + t_final[:, None] * bg
+        rgb_s = sh_to_rgb(trilinear(sh, rows, corner_w), sh_basis(dirs, sh_degree)[ray_id])
+    return _composite(rgb_s, ray_id, weight, t_final, background)
+
+
+def color_and_dc_pass(
+    sh: torch.Tensor,
+    rows: torch.Tensor,
+    corner_w: torch.Tensor,
+    ray_id: torch.Tensor,
+    weight: torch.Tensor,
+    dirs: torch.Tensor,
+    t_final: torch.Tensor,
+    background: Sequence[float] | torch.Tensor,
+    sh_degree: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """color_pass's full and view-independent colours at once, from one interpolation of the SH."""
+    k = num_coeffs(sh_degree)
+    coeffs = trilinear(sh, rows, corner_w)
+    full = sh_to_rgb(coeffs, sh_basis(dirs, sh_degree)[ray_id])
+    dc = _dc_rgb(coeffs[:, ::k])
+    return (_composite(full, ray_id, weight, t_final, background),
+            _composite(dc, ray_id, weight, t_final, background))
 
 
 def render_rays(

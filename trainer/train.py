@@ -25,7 +25,16 @@ from trainer.grid import SparseGrid
 from trainer.gridfile import save_grid
 from trainer.losses import beta_loss, cauchy_sparsity, mse, total_variation, tv_neighbours
 from trainer.optim import delayed_lr, rmsprop_step_, touched_rows
-from trainer.render import RenderOptions, Samples, color_pass, density_pass, max_weights, sample_rays, seen_samples
+from trainer.render import (
+    RenderOptions,
+    Samples,
+    color_and_dc_pass,
+    color_pass,
+    density_pass,
+    max_weights,
+    sample_rays,
+    seen_samples,
+)
 from trainer.resample import fitted_box, prune, upsample
 
 CHECKPOINT_VERSION = 1
@@ -251,18 +260,15 @@ class Trainer:
         sh_rows = touched_rows(n, keep_rows[keep_w > 0], tv_all, device=self.device)
         sh_pos = rows_remap(n, sh_rows)
         sh = grid.sh.detach()[sh_rows].requires_grad_()
-        rgb = color_pass(
-            sh, sh_pos[keep_rows], keep_w, ray_id, dp.weight[dp.seen], dirs, dp.t_final,
-            self.background, grid.sh_degree, False,
-        )
-        loss_mse = mse(rgb, target)
-        loss = loss_mse
+        seen_args = (sh, sh_pos[keep_rows], keep_w, ray_id, dp.weight[dp.seen], dirs, dp.t_final, self.background,
+                     grid.sh_degree)
         if cfg.dc_weight > 0 and grid.sh_degree > 0:
-            rgb_dc = color_pass(
-                sh, sh_pos[keep_rows], keep_w, ray_id, dp.weight[dp.seen], dirs, dp.t_final,
-                self.background, grid.sh_degree, True,
-            )
-            loss = loss + cfg.dc_weight * mse(rgb_dc, target)
+            rgb, rgb_dc = color_and_dc_pass(*seen_args)
+            loss_mse = mse(rgb, target)
+            loss = loss_mse + cfg.dc_weight * mse(rgb_dc, target)
+        else:
+            loss_mse = mse(color_pass(*seen_args, False), target)
+            loss = loss_mse
         if cfg.sparsity > 0:
             loss = loss + cfg.sparsity * cauchy_sparsity(dp.sigma * scale)
         if cfg.beta_loss > 0:

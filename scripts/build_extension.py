@@ -1,5 +1,7 @@
 """Builds the installable extension zip: blender_manifest.toml plus the contents of blender_plenox/ at
-the zip root, minus the manifest's [build] paths_exclude_pattern (caches, tests, benchmarks).
+the zip root, and a copy of the repository's trainer/ package as bundled/trainer/ (the add-on runs it
+with a Python that has torch; the repository keeps the one source), minus the manifest's [build]
+paths_exclude_pattern (caches, tests, benchmarks).
 
     python scripts/build_extension.py [--out dist]      →  dist/blender_plenox-<version>.zip
 
@@ -20,7 +22,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "blender_plenox"
+TRAINER = REPO / "trainer"
 MANIFEST = REPO / "blender_manifest.toml"
+# (folder in the repository, where its files go in the zip)
+SOURCES = ((PACKAGE, ""), (TRAINER, "bundled/trainer/"))
 
 
 def excluded(rel: str, is_dir: bool, patterns: list[str]) -> bool:
@@ -43,11 +48,13 @@ def excluded(rel: str, is_dir: bool, patterns: list[str]) -> bool:
 def package_files(patterns: list[str]) -> list[tuple[Path, str]]:
     """(source path, name in the zip) of every file that goes in, sorted."""
     files = []
-    for dirpath, dirnames, filenames in os.walk(PACKAGE):
-        base = Path(dirpath).relative_to(PACKAGE).as_posix()
-        prefix = "" if base == "." else base + "/"
-        dirnames[:] = sorted(d for d in dirnames if not excluded(prefix + d, True, patterns))
-        files += [(Path(dirpath) / f, prefix + f) for f in filenames if not excluded(prefix + f, False, patterns)]
+    for source, target in SOURCES:
+        for dirpath, dirnames, filenames in os.walk(source):
+            base = Path(dirpath).relative_to(source).as_posix()
+            prefix = "" if base == "." else base + "/"
+            dirnames[:] = sorted(d for d in dirnames if not excluded(prefix + d, True, patterns))
+            files += [(Path(dirpath) / f, target + prefix + f)
+                      for f in filenames if not excluded(prefix + f, False, patterns)]
     return sorted(files, key=lambda item: item[1])
 
 

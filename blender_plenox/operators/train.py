@@ -39,13 +39,20 @@ def resolve_dirs(context: Any) -> tuple[str, str]:
 
 def find_python(context: Any) -> tp.InterpreterCheck:
     """Checks (once per interpreter and session) that it can import torch and the trainer."""
+    from .trainer_env import managed_candidate
+
     preferred = (
         bpy.path.abspath(preferences.trainer_python(context)) if preferences.trainer_python(context) else ""
     )
     key = preferred or "<auto>"
     if key not in _checked:
-        _checked[key] = tp.detect_interpreter(preferred)
+        _checked[key] = tp.detect_interpreter(preferred, managed_candidate())
     return _checked[key]
+
+
+def forget_interpreters() -> None:
+    """The next Train looks for an interpreter again (an environment was installed or removed)."""
+    _checked.clear()
 
 
 def build_command(context: Any, python: str) -> tuple[list[str], str]:
@@ -153,7 +160,7 @@ class PLENOX_OT_train(bpy.types.Operator):
         s.progress = 0.0
         s.running = True
         s.log_path = os.path.join(out, "train.log")
-        _active = tp.TrainerProcess(cmd, out, env=tp.child_env()).start()
+        _active = tp.TrainerProcess(cmd, out, env=tp.child_env(check.pythonpath)).start()
         print("[plenox] " + " ".join(cmd))
         return _active
 
@@ -243,7 +250,7 @@ class PLENOX_OT_check_python(bpy.types.Operator):
 
     def execute(self, context: Any) -> set[OperatorReturnItems]:
         s: Any = context.scene.plenox.train
-        _checked.clear()
+        forget_interpreters()
         try:
             check = find_python(context)
         except tp.TrainerNotFound as err:

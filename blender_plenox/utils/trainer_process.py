@@ -1,8 +1,13 @@
 """Runs `<python> -m trainer train ...` (contract 2) as a child process, without bpy.
 
-Finding an interpreter: the one set in the preferences, else $BLENDER_PLENOX_PYTHON, else the
-project's own environment (a checkout's .venv), else python3/python on PATH; each is checked by
-actually importing torch and the trainer in it, because Blender's Python has neither.
+Where the trainer's code comes from: the copy the extension zip carries (`bundled/trainer`, made by
+scripts/build_extension.py), else the repository when the add-on runs from a checkout. It goes on the
+child's PYTHONPATH; Blender's own Python never imports it.
+
+Finding an interpreter: the one set in the preferences, else $BLENDER_PLENOX_PYTHON, else the trainer
+environment the add-on installed (Blender's Python + a folder of pip-installed packages), else a
+checkout's .venv, else python3/python on PATH; each is checked by actually running the trainer's device
+probe in it (`python -m trainer devices`), because Blender's Python has neither torch nor the trainer.
 The child's stdout carries progress events (contract 3) and is read on a thread into a queue, so
 the UI timer never blocks; its stderr (the human log) goes to <out>/train.log.
 """
@@ -29,15 +34,10 @@ from .progress_events import ProgressEvent, TrainingState, parse_event
 
 ENV_PYTHON = "BLENDER_PLENOX_PYTHON"
 INSTALL_HINT = (
-    "install PyTorch and the trainer into a Python 3.10+ environment "
-    "(`pip install torch` and `pip install -e <blender_plenox checkout>`, or run scripts/setup.sh), "
-    "then set it in Preferences > Add-ons > Plenoxels > Trainer Python"
+    "press Install Trainer Environment in Preferences > Add-ons > Plenox Reconstruct, "
+    "or set Trainer Python there to a Python 3.10+ with PyTorch installed"
 )
-_CHECK_SCRIPT = (
-    "import json, torch, trainer; "
-    "print(json.dumps({'torch': torch.__version__, 'cuda': bool(torch.cuda.is_available()), "
-    "'trainer': getattr(trainer, '__version__', '?')}))"
-)
+BUNDLED_DIR = "bundled"  # inside the installed extension: bundled/trainer/
 
 
 class TrainerNotFound(RuntimeError):
@@ -50,37 +50,55 @@ def package_checkout_root() -> Path | None:
     return root if (root / "trainer" / "__init__.py").is_file() else None
 
 
+def trainer_root() -> str:
+    """The folder that holds the `trainer` package: the extension's bundled copy, else the checkout's."""
+    bundled = Path(__file__).resolve().parents[1] / BUNDLED_DIR
+    if (bundled / "trainer" / "__init__.py").is_file():
+        return str(bundled)
+    return str(package_checkout_root() or "")
+
+
 def _venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def candidate_interpreters(preferred: str = "", trainer_root: str = "") -> list[tuple[str, str]]:
-    """(path, where it came from) in the order they are tried, without duplicates."""
-    found: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class Candidate:
+    python: str
+    source: str  # where it came from, said in messages
+    pythonpath: tuple[str, ...] = ()  # package folders the child needs before the trainer's own
+
+
+def candidate_interpreters(preferred: str = "", managed: Candidate | None = None) -> list[Candidate]:
+    """The interpreters in the order they are tried, without duplicates. `managed` is the trainer
+    environment the add-on installed, if any."""
+    found: list[Candidate] = []
     if preferred:
-        found.append((os.path.expanduser(preferred), "preferences"))
+        found.append(Candidate(os.path.expanduser(preferred), "preferences"))
     if os.environ.get(ENV_PYTHON):
-        found.append((os.environ[ENV_PYTHON], f"${ENV_PYTHON}"))
-    roots = [Path(r) for r in (trainer_root, package_checkout_root()) if r]
-    for root in roots:
-        venv_py = _venv_python(root / ".venv")
-        if venv_py.is_file():
-            found.append((str(venv_py), "project environment"))
+        found.append(Candidate(os.environ[ENV_PYTHON], f"${ENV_PYTHON}"))
+    if managed is not None:
+        found.append(managed)
+    checkout = package_checkout_root()
+    if checkout is not None and _venv_python(checkout / ".venv").is_file():
+        found.append(Candidate(str(_venv_python(checkout / ".venv")), "project environment"))
     for name in ("python3", "python"):
         path = shutil.which(name)
         if path:
-            found.append((path, "PATH"))
-    seen: set[str] = set()
+            found.append(Candidate(path, "PATH"))
+    seen: set[tuple[str, tuple[str, ...]]] = set()
     unique = []
-    for path, source in found:
-        if path not in seen:
-            seen.add(path)
-            unique.append((path, source))
+    for cand in found:
+        key = (cand.python, cand.pythonpath)
+        if key not in seen:
+            seen.add(key)
+            unique.append(cand)
     return unique
 
 
-def child_env(trainer_root: str = "", base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The child's environment: unbuffered stdout (events arrive as they happen), trainer importable."""
+def child_env(pythonpath: Sequence[str] = (), base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: unbuffered stdout (events arrive as they happen), the trainer and the
+    interpreter's extra package folders importable."""
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
     # a training outlives nothing: if Blender dies without cancelling it, it checkpoints and exits
@@ -88,9 +106,10 @@ def child_env(trainer_root: str = "", base: Mapping[str, str] | None = None) -> 
     # Blender sets PYTHONHOME/PYTHONPATH for its own Python; another interpreter must not inherit them.
     env.pop("PYTHONHOME", None)
     env.pop("PYTHONPATH", None)
-    root = trainer_root or str(package_checkout_root() or "")
-    if root:
-        env["PYTHONPATH"] = root
+    paths = [*pythonpath, trainer_root()]
+    paths = [p for p in paths if p]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
 
 
@@ -101,54 +120,77 @@ class InterpreterCheck:
     ok: bool
     message: str
     torch_version: str = ""
-    cuda: bool = False
+    device: str = ""  # "cuda", "mps" or "cpu": what `--device auto` picks there
+    pythonpath: tuple[str, ...] = ()
+    summary: str = ""  # e.g. "torch 2.5.1, CUDA: NVIDIA GeForce RTX 4070"
+
+    @property
+    def cuda(self) -> bool:
+        return self.device == "cuda"
+
+
+def describe_devices(info: Mapping[str, object]) -> str:
+    """`python -m trainer devices`' JSON as words, e.g. 'torch 2.5.1, CUDA: NVIDIA GeForce RTX 4070'."""
+    kind = info.get("device")
+    if kind == "cuda":
+        where = f"CUDA: {info.get('name', 'GPU')}"
+    elif kind == "mps":
+        where = "Apple GPU (MPS)"
+    else:
+        where = f"CPU, {info.get('threads', '?')} threads"
+    return f"torch {info.get('torch', '?')}, {where}"
 
 
 def check_interpreter(
-    python: str, trainer_root: str = "", source: str = "", timeout: float = 90.0
+    python: str, source: str = "", pythonpath: Sequence[str] = (), timeout: float = 90.0
 ) -> InterpreterCheck:
-    """Runs the interpreter once to see whether it can import torch and the trainer."""
+    """Runs the trainer's device probe once in the interpreter: can it import torch and the trainer,
+    and which device would it train on?"""
+    paths = tuple(pythonpath)
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
-        return InterpreterCheck(python, source, False, f"{python}: not an executable file")
+        return InterpreterCheck(python, source, False, f"{python}: not an executable file", pythonpath=paths)
     try:
         res = subprocess.run(
-            [python, "-c", _CHECK_SCRIPT],
+            [python, "-m", "trainer", "devices"],
             capture_output=True,
             check=False,
             text=True,
             timeout=timeout,
-            env=child_env(trainer_root),
-            cwd=trainer_root or None,
+            env=child_env(paths),
+            stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return InterpreterCheck(python, source, False, f"{python}: could not run ({exc})")
+        return InterpreterCheck(python, source, False, f"{python}: could not run ({exc})", pythonpath=paths)
     if res.returncode != 0:
         lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
         last = lines[-1] if lines else f"exit code {res.returncode}"
-        return InterpreterCheck(python, source, False, f"{python}: {last}")
+        return InterpreterCheck(python, source, False, f"{python}: {last}", pythonpath=paths)
     try:
         info = json.loads(res.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
-        return InterpreterCheck(python, source, False, f"{python}: unexpected answer {res.stdout[:80]!r}")
+        return InterpreterCheck(python, source, False, f"{python}: unexpected answer {res.stdout[:80]!r}",
+                                pythonpath=paths)
     return InterpreterCheck(
         python,
         source,
         True,
-        f"{python} (torch {info['torch']}, {'CUDA' if info['cuda'] else 'CPU'})",
-        torch_version=str(info["torch"]),
-        cuda=bool(info["cuda"]),
+        f"{python} ({describe_devices(info)})",
+        torch_version=str(info.get("torch", "")),
+        device=str(info.get("device", "")),
+        pythonpath=paths,
+        summary=describe_devices(info),
     )
 
 
-def detect_interpreter(preferred: str = "", trainer_root: str = "") -> InterpreterCheck:
+def detect_interpreter(preferred: str = "", managed: Candidate | None = None) -> InterpreterCheck:
     """The first candidate that can run the trainer; TrainerNotFound (with what to install) otherwise."""
     tried = []
-    for python, source in candidate_interpreters(preferred, trainer_root):
-        check = check_interpreter(python, trainer_root, source)
+    for cand in candidate_interpreters(preferred, managed):
+        check = check_interpreter(cand.python, cand.source, cand.pythonpath)
         if check.ok:
             return check
-        tried.append(f"{source}: {check.message}")
-        if source == "preferences":
+        tried.append(f"{cand.source}: {check.message}")
+        if cand.source == "preferences":
             # An explicit choice that fails is an error to show, not something to silently replace.
             raise TrainerNotFound(f"Trainer Python {check.message}; {INSTALL_HINT}")
     detail = "; ".join(tried) if tried else "no Python interpreter found"

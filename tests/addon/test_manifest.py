@@ -1,7 +1,9 @@
-"""The extension manifest's fields and the built zip: the add-on's files at its root and nothing else."""
+"""The extension manifest's fields and the built zip: the add-on's files at its root, the trainer's as
+bundled/trainer/, and nothing else."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -37,9 +39,11 @@ def test_required_fields() -> None:
     assert set(MANIFEST.get("tags", [])) <= ADDON_TAGS
 
 
-def test_permissions_declare_file_access() -> None:
-    reason = MANIFEST["permissions"]["files"]
-    assert 0 < len(reason) <= 64 and not reason.endswith(".")
+def test_permissions_declare_file_and_network_access() -> None:
+    # files: datasets and runs; network: pip downloads PyTorch for the trainer environment
+    for kind in ("files", "network"):
+        reason = MANIFEST["permissions"][kind]
+        assert 0 < len(reason) <= 64 and not reason.endswith("."), kind
     assert set(MANIFEST["permissions"]) <= {"files", "network", "clipboard", "camera", "microphone"}
 
 
@@ -62,20 +66,30 @@ def built_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return zip_path
 
 
-def test_zip_holds_the_addon_and_nothing_else(built_zip: Path) -> None:
-    # independent listing: the add-on's files tracked by git (the source of truth for what is ours)
-    tracked = subprocess.run(["git", "ls-files", "blender_plenox"], cwd=REPO, capture_output=True, text=True,
+def _tracked(folder: str) -> set[str]:
+    """The files git tracks under a folder, relative to it: an independent listing of what is ours."""
+    tracked = subprocess.run(["git", "ls-files", folder], cwd=REPO, capture_output=True, text=True,
                              check=True).stdout.split()
-    expected = {p.removeprefix("blender_plenox/") for p in tracked if (REPO / p).is_file()}
+    return {p.removeprefix(folder + "/") for p in tracked if (REPO / p).is_file()}
+
+
+def test_zip_holds_the_addon_the_trainer_and_nothing_else(built_zip: Path) -> None:
     with zipfile.ZipFile(built_zip) as zf:
         names = set(zf.namelist())
         assert zf.read("blender_manifest.toml") == (REPO / "blender_manifest.toml").read_bytes()
-    assert expected <= names - {"blender_manifest.toml"}
+        assert zf.read("bundled/trainer/cli.py") == (REPO / "trainer" / "cli.py").read_bytes()
+    assert _tracked("blender_plenox") <= names - {"blender_manifest.toml"}
+    assert {"bundled/trainer/" + n for n in _tracked("trainer")} <= names
     assert "__init__.py" in names and "batch.py" in names
     for name in names:
         assert "__pycache__" not in name and not name.endswith(".pyc")
-        assert not name.startswith(("tests/", "benchmarks/", "blender_plenox/"))
-        assert name == "blender_manifest.toml" or (REPO / "blender_plenox" / name).is_file()
+        assert not name.startswith(("tests/", "benchmarks/", "blender_plenox/", "trainer/"))
+        if name.startswith("bundled/trainer/"):
+            assert (REPO / "trainer" / name.removeprefix("bundled/trainer/")).is_file(), name
+        else:
+            assert name == "blender_manifest.toml" or (REPO / "blender_plenox" / name).is_file(), name
+    # small: source only, no wheels, no test data
+    assert built_zip.stat().st_size < 1_000_000
 
 
 def test_unpacked_zip_imports_without_blender(built_zip: Path, tmp_path: Path) -> None:
@@ -86,3 +100,21 @@ def test_unpacked_zip_imports_without_blender(built_zip: Path, tmp_path: Path) -
             "print(blender_plenox.__file__)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert Path(out.stdout.strip()).parent == target
+
+
+def test_unpacked_zip_runs_its_own_trainer(built_zip: Path, tmp_path: Path) -> None:
+    """The add-on finds the trainer copy it carries, and that copy runs (no checkout on any path)."""
+    pytest.importorskip("torch")
+    target = tmp_path / "ext" / "blender_plenox"
+    with zipfile.ZipFile(built_zip) as zf:
+        zf.extractall(target)
+    code = ("import json, subprocess, sys; from blender_plenox.utils import trainer_process as tp;"
+            "env = tp.child_env(); "
+            "out = subprocess.run([sys.executable, '-m', 'trainer', '--help'], env=env, capture_output=True,"
+            " text=True, cwd=sys.argv[1]);"
+            "print(json.dumps([tp.trainer_root(), env['PYTHONPATH'], out.returncode, out.stdout[:200]]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=target.parent, capture_output=True,
+                          text=True, check=True)
+    root, pythonpath, code_, help_text = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert root == str(target / "bundled") and pythonpath == root
+    assert code_ == 0 and "train" in help_text

@@ -59,7 +59,7 @@ def stand_in(tmp_path):
 
 def _start(stand_in, out, mode):
     cmd = tp.build_train_command(sys.executable, "data", str(out), preset="tiny")
-    env = tp.child_env(stand_in)
+    env = tp.child_env([stand_in])  # ahead of the real trainer, so the stand-in answers
     env["STAND_IN_MODE"] = mode
     return tp.TrainerProcess(cmd, str(out), env=env, cwd=stand_in).start()
 
@@ -144,38 +144,60 @@ def test_stop_all_leaves_no_orphan(stand_in, tmp_path):
 
 def test_interpreter_check_accepts_torch_and_refuses_a_bare_python(tmp_path):
     pytest.importorskip("torch")
-    root = str(Path(__file__).resolve().parents[2])
-    if not Path(root, "trainer", "__init__.py").is_file():
-        pytest.skip("trainer package not present")
-    good = tp.check_interpreter(sys.executable, root, "test")
+    good = tp.check_interpreter(sys.executable, "test")
     assert good.ok, good.message
-    assert good.torch_version
+    import torch
+
+    # the probe reports what this interpreter has and the device the trainer would pick
+    assert good.torch_version == torch.__version__ and good.device == "cpu" and not good.cuda
+    assert good.summary == f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads"
     bare_dir = tmp_path / "bare"
     venv.create(bare_dir, with_pip=False)
     bare = str(bare_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
-    bad = tp.check_interpreter(bare, root, "test")
+    bad = tp.check_interpreter(bare, "test")
     assert not bad.ok and "torch" in bad.message
-    with pytest.raises(tp.TrainerNotFound, match="install PyTorch"):
-        tp.detect_interpreter(preferred=bare, trainer_root=root)
-    assert tp.detect_interpreter(preferred=sys.executable, trainer_root=root).python == sys.executable
-    missing = tp.check_interpreter(str(tmp_path / "nope"), root)
+    with pytest.raises(tp.TrainerNotFound, match="Install Trainer Environment"):
+        tp.detect_interpreter(preferred=bare)
+    assert tp.detect_interpreter(preferred=sys.executable).python == sys.executable
+    missing = tp.check_interpreter(str(tmp_path / "nope"))
     assert not missing.ok and "not an executable" in missing.message
+
+
+def test_a_package_folder_makes_a_bare_python_a_trainer(tmp_path):
+    """The installed environment's shape: a plain Python plus a folder of packages on PYTHONPATH."""
+    torch = pytest.importorskip("torch")
+    bare_dir = tmp_path / "bare"
+    venv.create(bare_dir, with_pip=False)
+    bare = str(bare_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
+    site = str(Path(torch.__file__).resolve().parents[1])  # where this venv's torch and numpy live
+    check = tp.check_interpreter(bare, "trainer environment", [site])
+    assert check.ok and check.torch_version == torch.__version__, check.message
+    assert check.pythonpath == (site,)
 
 
 def test_candidates_follow_the_documented_order(monkeypatch, tmp_path):
     monkeypatch.setenv(tp.ENV_PYTHON, "/from/env/python")
-    cands = tp.candidate_interpreters("/from/prefs/python")
-    assert cands[0] == ("/from/prefs/python", "preferences")
-    assert cands[1] == ("/from/env/python", f"${tp.ENV_PYTHON}")
-    assert [c[1] for c in cands[2:]] == sorted(
-        [c[1] for c in cands[2:]], key=["project environment", "PATH"].index
-    )
-    assert len({c[0] for c in cands}) == len(cands)
+    managed = tp.Candidate("/blender/python", "trainer environment", ("/user/trainer_env/packages",))
+    cands = tp.candidate_interpreters("/from/prefs/python", managed)
+    assert cands[0] == tp.Candidate("/from/prefs/python", "preferences")
+    assert cands[1] == tp.Candidate("/from/env/python", f"${tp.ENV_PYTHON}")
+    assert cands[2] == managed
+    order = ["project environment", "PATH"]
+    assert [c.source for c in cands[3:]] == sorted([c.source for c in cands[3:]], key=order.index)
+    assert len({(c.python, c.pythonpath) for c in cands}) == len(cands)
+
+
+def test_child_env_puts_the_environments_packages_before_the_trainer(tmp_path):
+    env = tp.child_env(["/user/trainer_env/packages"], base={"PYTHONPATH": "/blender/scripts"})
+    paths = env["PYTHONPATH"].split(os.pathsep)
+    assert paths == ["/user/trainer_env/packages", tp.trainer_root()]
+    assert Path(tp.trainer_root(), "trainer", "__init__.py").is_file()
 
 
 def test_child_env_drops_blenders_python_home():
-    env = tp.child_env("/repo", base={"PYTHONHOME": "/blender/python", "PYTHONPATH": "/x", "PATH": "/bin"})
-    assert "PYTHONHOME" not in env and env["PYTHONPATH"] == "/repo" and env["PYTHONUNBUFFERED"] == "1"
+    env = tp.child_env(["/repo"], base={"PYTHONHOME": "/blender/python", "PYTHONPATH": "/x", "PATH": "/bin"})
+    assert "PYTHONHOME" not in env and env["PYTHONPATH"].split(os.pathsep)[0] == "/repo"
+    assert env["PYTHONUNBUFFERED"] == "1"
     assert env["PLENOX_EXIT_WITH_PARENT"] == "1"  # see tests/trainer/test_parent_watch.py
 
 

@@ -14,9 +14,10 @@ PRESET_ITEMS = [
     ("quality", "Quality (GPU)", "60000 steps up to 512³: for a CUDA GPU"),
 ]
 DEVICE_ITEMS = [
-    ("auto", "Auto", "CUDA when the trainer's torch sees a GPU, else the CPU"),
+    ("auto", "Auto", "An NVIDIA GPU (CUDA) when the trainer's torch sees one, else the Apple GPU, else the CPU"),
     ("cpu", "CPU", "Always train on the CPU"),
-    ("cuda", "CUDA", "Train on the GPU (fails when torch has no CUDA)"),
+    ("cuda", "CUDA", "Train on the NVIDIA GPU (fails when torch has no CUDA)"),
+    ("mps", "Apple GPU", "Train on the Apple Silicon GPU through Metal (fails elsewhere)"),
 ]
 COLOR_SPACE_ITEMS = [
     (

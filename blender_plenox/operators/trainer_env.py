@@ -9,7 +9,6 @@ timers never fire, the operator waits for the same installer to finish.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -70,8 +69,7 @@ def last_result() -> te.InstallState | None:
 
 
 def _custom_args(prefs: Any) -> tuple[str, ...]:
-    text = prefs.pip_args.strip() if prefs is not None else ""
-    return tuple(shlex.split(text, posix=os.name != "nt")) if text else ()
+    return te.split_pip_args(prefs.pip_args) if prefs is not None else ()
 
 
 def _redraw() -> None:

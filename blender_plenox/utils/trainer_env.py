@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -123,6 +124,16 @@ def choose_torch(machine: Machine) -> TorchChoice:
     if machine.system == "Windows":
         return TorchChoice((), "PyTorch for the CPU")  # PyPI's Windows build is the CPU one
     return TorchChoice(("--index-url", TORCH_INDEX + "cpu"), "PyTorch for the CPU")
+
+
+def split_pip_args(text: str, windows: bool | None = None) -> tuple[str, ...]:
+    """The preferences' pip Arguments as a list. On Windows backslashes are path separators, not
+    escapes, so only quotes group words (and are dropped)."""
+    windows = os.name == "nt" if windows is None else windows
+    if not windows:
+        return tuple(shlex.split(text))
+    words = shlex.split(text, posix=False)
+    return tuple(w[1:-1] if len(w) >= 2 and w[0] == w[-1] and w[0] in "\"'" else w for w in words)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -62,6 +62,16 @@ def test_torch_build_fits_the_machine(machine: te.Machine, index: str | None):
     assert ("CUDA" in choice.description) == index.startswith("cu") if index else True
 
 
+def test_pip_arguments_keep_windows_paths():
+    assert te.split_pip_args('--no-index --find-links "D:\\My Wheels"', windows=True) == (
+        "--no-index", "--find-links", "D:\\My Wheels")
+    assert te.split_pip_args("--find-links D:\\wheels --proxy http://p:8080", windows=True) == (
+        "--find-links", "D:\\wheels", "--proxy", "http://p:8080")
+    assert te.split_pip_args("--find-links '/home/me/my wheels'", windows=False) == (
+        "--find-links", "/home/me/my wheels")
+    assert te.split_pip_args("   ", windows=False) == ()
+
+
 def _fake_env(root: Path, marker: str) -> Path:
     env = root / te.ENV_DIR
     (env / te.PACKAGES_DIR).mkdir(parents=True)

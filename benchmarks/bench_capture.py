@@ -1,9 +1,12 @@
 """Seconds per view for a capture with the panel's default preset (Cycles CPU, 32 samples, denoising),
 on a small lit scene of a few shaded objects.
 
-    .venv-blender/bin/python benchmarks/bench_capture.py [--views 100] [--size 200] [--samples 32]
+    .venv-blender/bin/python benchmarks/bench_capture.py [--views 100] [--size 200] [--samples 32] [--smoke]
 
 Prints one line per setting and the figures; timings include writing the PNGs and the transforms files.
+--smoke captures 3 views of 16x16 px with 2 samples in a few seconds, so that the tests can check that
+this script still runs against the current API (tests/blender/test_benchmarks_smoke.py); its figures mean
+nothing.
 """
 
 from __future__ import annotations
@@ -47,7 +50,10 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--samples", type=int, default=None, help="default: the panel's default")
     parser.add_argument("--no-denoise", action="store_true", help="turn the panel's denoising off")
+    parser.add_argument("--smoke", action="store_true", help="3 tiny views, to check that the script runs")
     args = parser.parse_args(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:])
+    if args.smoke:
+        args.views, args.size, args.samples = 3, 16, 2
 
     build_scene()
     blender_plenox.register()

@@ -6,6 +6,11 @@
 Prints, per resolution stage, training rays/s, peak RSS (or CUDA memory), voxels before/after each
 pruning; the training-batch PSNR against wall time; and the final test PSNR/SSIM with the wall time.
 Exits 0 with a message when the data is absent.
+
+--smoke trains the tiny preset for a few dozen steps on a small analytic sphere that it writes itself
+(tests/fixtures/scenes.py), lego or not, in a few seconds, so that the tests can check that this script
+still runs against the trainer's current API (tests/trainer/test_benchmarks_smoke.py); its figures mean
+nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -65,10 +71,30 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="results folder (default /tmp/bench_lego_PRESET)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a few steps of the tiny preset on a generated 24x24 sphere, to check that the script runs")
     args = ap.parse_args()
+    if args.smoke:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_smoke_dataset(Path(tmp) / "sphere")
+            args.data, args.out, args.preset, args.minutes, args.downscale = Path(tmp) / "sphere", Path(tmp) / "run", "tiny", 1.0, 1
+            args.set = ["steps=40", "upsample_at=[20]", "prune_at=[10]", "log_every=10", *args.set]
+            return benchmark(args)
     if not (args.data / "transforms_train.json").is_file():
         print(f"{args.data}: lego data not present, nothing to benchmark")
         return 0
+    return benchmark(args)
+
+
+def write_smoke_dataset(root: Path) -> None:
+    """An analytic sphere in the NeRF-synthetic format (the tests' scene writer, numpy + imageio only)."""
+    sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+    from scenes import write_sphere_dataset
+
+    write_sphere_dataset(root, n_train=12, n_test=2, width=24, height=24, aabb=[[-1, -1, -1], [1, 1, 1]], seed=1)
+
+
+def benchmark(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = preset(args.preset)

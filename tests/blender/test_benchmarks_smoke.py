@@ -1,0 +1,38 @@
+"""The real-Blender benchmarks still run against the add-on's current API: each script's --smoke mode,
+as a real subprocess of this environment's Python (Blender as the bpy module).
+
+Only that they run and print their figures is checked: timings belong to the benchmarks, not to tests.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+NUMBER = r"[0-9][0-9.,]*"
+FIGURES = {
+    "bench_capture.py": [
+        r"^capture: 3 views at 16x16, Cycles CPU, 2 samples, denoise=\w+, threads=\d+$",
+        (rf"^total {NUMBER} s \(setup included\), {NUMBER} s/view; per view median {NUMBER} s, "
+         rf"first {NUMBER} s, max {NUMBER} s$"),
+    ],
+    "bench_import.py": [
+        (rf"^import 16\^3, {NUMBER} active voxels: read {NUMBER} s, arrays {NUMBER} s, "
+         rf"write VDB {NUMBER} s; full import {NUMBER} s$"),
+    ],
+}
+
+
+@pytest.mark.parametrize("script", sorted(FIGURES))
+def test_benchmark_smoke_runs_and_prints_its_figures(script: str, repo_root: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(repo_root / "benchmarks" / script), "--smoke"],
+                          cwd=tmp_path, check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for pattern in FIGURES[script]:
+        assert re.search(pattern, proc.stdout, re.MULTILINE), f"{pattern!r} not in:\n{proc.stdout}"

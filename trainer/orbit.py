@@ -22,14 +22,15 @@ def content_box(grid: SparseGrid, trim: float = 0.005) -> torch.Tensor:
     """World box [2, 3] around the voxels with positive density, ignoring the `trim` fraction of them
     that lie furthest out along each axis (stray floaters would otherwise frame a mostly empty view).
     The grid's own box when no voxel has density."""
-    coords = grid.coords()[grid.density.detach() > 0].double()
+    # on the CPU: Apple's MPS has no float64
+    coords = grid.coords()[grid.density.detach() > 0].cpu().double()
+    aabb = grid.aabb.detach().cpu().double()
     if coords.shape[0] == 0:
-        return grid.aabb.detach().cpu().double().clone()
+        return aabb.clone()
     lo = torch.quantile(coords, trim, dim=0)
     hi = torch.quantile(coords, 1.0 - trim, dim=0) + 1.0
-    origin = grid.aabb[0].double()
-    size = grid.voxel_size.double()
-    return torch.stack((origin + lo.floor() * size, origin + hi.ceil() * size)).cpu()
+    size = grid.voxel_size.detach().cpu().double()
+    return torch.stack((aabb[0] + lo.floor() * size, aabb[0] + hi.ceil() * size))
 
 
 def fit_distance(aabb: torch.Tensor, fov: float) -> float:

@@ -25,36 +25,42 @@ def upsample(
     """
     new_res: tuple[int, int, int] = (resolution,) * 3 if isinstance(resolution, int) else resolution
     device = grid.device
-    old_lo, old_vs = grid.aabb[0].to(device).double(), grid.voxel_size.to(device).double()
     new_box = (grid.aabb if aabb is None else aabb).to(device=device, dtype=torch.float32)
-    new_lo = new_box[0].double()
-    new_vs = (new_box[1].double() - new_lo) / torch.tensor(new_res, device=device, dtype=torch.float64)
-    top = torch.tensor(new_res, device=device)
-    # candidates for coarse voxel i: fine voxels from the one whose centre precedes the coarse
-    # voxel's lower face, over as many as can fit; those whose centre falls in voxel i are kept
-    span = int(torch.ceil(old_vs / new_vs).max()) + 2
+    old_lo, old_vs = grid.aabb[0].to(device), grid.voxel_size.to(device)
+    new_vs = (new_box[1] - new_box[0]) / torch.tensor(new_res, device=device, dtype=torch.float32)
+    # Fine centres in coarse-voxel units: offset + (j + 0.5) * ratio per axis; the floor is the parent.
+    # float32 (float64 is slow on most GPUs and absent on MPS): the parent test is separable, so it is
+    # done once per axis on every fine index and both the candidate ranges and the ownership below are
+    # read from that one table; a rounding at a coarse face can then only pick the neighbouring parent,
+    # never lose a fine voxel or give it two.
+    offset = (new_box[0] - old_lo) / old_vs
+    ratio = new_vs / old_vs
+    lo_axis, count_axis = [], []
+    for a in range(3):
+        parent = torch.floor(offset[a] + (torch.arange(new_res[a], device=device) + 0.5) * ratio[a]).long()
+        coarse_ids = torch.arange(grid.resolution[a], device=device)
+        lo = torch.searchsorted(parent, coarse_ids)  # non-decreasing in j: owned indices are a run
+        lo_axis.append(lo)
+        count_axis.append(torch.searchsorted(parent, coarse_ids, right=True) - lo)
+    span = max(int(n.max()) for n in count_axis)
     offs = torch.stack(
         torch.meshgrid(*(torch.arange(span, device=device),) * 3, indexing="ij"), dim=-1
     ).reshape(-1, 3)
-    per = max(chunk // offs.shape[0], 1)
+    per = max(chunk // max(offs.shape[0], 1), 1)
     parts = []
     coarse = grid.coords()
     for s in range(0, coarse.shape[0], per):
         c = coarse[s : s + per]
-        first = torch.floor((old_lo + c.double() * old_vs - new_lo) / new_vs - 0.5).long()
-        cand = (first[:, None, :] + offs[None]).reshape(-1, 3)
-        centre = new_lo + (cand.double() + 0.5) * new_vs
-        parent = torch.floor((centre - old_lo) / old_vs).long()
-        own = (parent == c.repeat_interleave(offs.shape[0], dim=0)).all(-1)
-        own &= ((cand >= 0) & (cand < top)).all(-1)
-        parts.append(cand[own])
+        first = torch.stack([lo_axis[a][c[:, a]] for a in range(3)], 1)
+        count = torch.stack([count_axis[a][c[:, a]] for a in range(3)], 1)
+        own = (offs[None] < count[:, None, :]).all(-1)
+        parts.append((first[:, None, :] + offs[None])[own])
     fine = torch.cat(parts) if parts else torch.zeros((0, 3), dtype=torch.int64, device=device)
     density = torch.empty(fine.shape[0], device=device)
     sh = torch.empty((fine.shape[0], grid.sh.shape[1]), device=device)
     with torch.no_grad():
         for s in range(0, fine.shape[0], chunk):
-            centre = new_lo + (fine[s : s + chunk].double() + 0.5) * new_vs
-            d, c = grid.interpolate(((centre - old_lo) / old_vs).float(), clamp=True)
+            d, c = grid.interpolate(offset + (fine[s : s + chunk].float() + 0.5) * ratio, clamp=True)
             density[s : s + chunk] = d
             sh[s : s + chunk] = c
     return SparseGrid.from_coords(new_res, fine, density, sh, new_box, grid.sh_degree)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -78,6 +80,51 @@ def test_segment_transmittance_is_exclusive_per_ray() -> None:
         torch.testing.assert_close(t[start : start + n], expect)
         torch.testing.assert_close(t_final[r], torch.exp(-seg.sum()))
         start += n
+
+
+def per_ray_float64(optical: torch.Tensor, counts: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Exclusive transmittance and final transmittance, ray by ray in numpy float64."""
+    t, t_final = [], []
+    for seg in np.split(optical.double().numpy(), np.cumsum(counts.numpy())[:-1]):
+        depth = np.cumsum(seg)
+        t.append(np.exp(-(depth - seg)))
+        t_final.append(np.exp(-depth[-1]) if len(seg) else 1.0)
+    return np.concatenate(t), np.array(t_final)
+
+
+@pytest.mark.parametrize("skewed", [False, True])
+def test_segment_transmittance_keeps_float32_precision_over_thousands_of_rays(skewed: bool) -> None:
+    g = torch.Generator().manual_seed(1)
+    if skewed:  # a few long rays among short ones: the longest ray sets the tables' widths
+        counts = torch.randint(0, 40, (4000,), generator=g)
+        counts[::400] = 2000
+    else:
+        counts = torch.randint(0, 600, (4000,), generator=g)
+    ray_id = torch.repeat_interleave(torch.arange(4000), counts)
+    optical = 10.0 ** (-7.0 + 6.0 * torch.rand(int(counts.sum()), generator=g))  # 1e-7 .. 0.1 per sample
+    t, t_final = segment_transmittance(optical, ray_id, 4000)
+    assert t.dtype == t_final.dtype == torch.float32
+    t_ref, final_ref = per_ray_float64(optical, counts)
+    assert np.max(np.abs(t.double().numpy() - t_ref) / t_ref) < 2e-5
+    assert np.max(np.abs(t_final.double().numpy() - final_ref) / final_ref) < 2e-5
+    if skewed:
+        return
+    # the case is a hard one: one float32 running sum over its 1.2M samples, less each ray's start, is far off
+    exclusive = torch.cumsum(optical, 0) - optical
+    first = torch.cumsum(counts, 0) - counts
+    naive = torch.exp(-(exclusive - exclusive[first.clamp(max=len(optical) - 1)][ray_id]))
+    assert np.max(np.abs(naive.double().numpy() - t_ref) / t_ref) > 1e-3
+
+
+def test_segment_transmittance_gradient() -> None:
+    counts = torch.tensor([3, 0, 5, 1, 4, 9])
+    ray_id = torch.repeat_interleave(torch.arange(6), counts)
+    optical = torch.rand(int(counts.sum()), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def both(od: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return segment_transmittance(od, ray_id, 6)
+
+    assert torch.autograd.gradcheck(both, (optical.requires_grad_(),))
 
 
 def dense_reference(grid: SparseGrid, o: torch.Tensor, d: torch.Tensor, bg: torch.Tensor, step: float) -> torch.Tensor:

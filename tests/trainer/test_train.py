@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from trainer.config import PRESETS, check_config, preset
 from trainer.data import Dataset, load_dataset
@@ -133,3 +135,36 @@ def test_initial_fog_is_as_clear_for_any_box_size(sphere: Dataset, tmp_path: Pat
     clear = 1.0 - float(opacity[0])
     # the outermost half voxel on each side fades to zero (empty outside), hence the loose bound
     assert clear == pytest.approx(math.exp(-0.2), rel=0.02)
+
+
+class Float64Watch(TorchDispatchMode):
+    """Records every torch op (forward, backward, factory, conversion) whose output holds float64:
+    Apple's MPS has no float64 and most GPUs run it at a small fraction of float32's speed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+        self.float64: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        self.ops += 1
+        if any(isinstance(t, torch.Tensor) and t.dtype in (torch.float64, torch.complex128)
+               for t in tree_leaves(out)):
+            self.float64.append(str(func))
+        return out
+
+
+def test_training_puts_no_float64_on_the_device(sphere: Dataset, tmp_path: Path) -> None:
+    with Float64Watch() as probe:  # the watch itself sees a float64 op, so a silent one cannot pass
+        torch.ones(2).double()
+    assert probe.float64 and probe.ops >= 2
+    # every loss and option on: colour + DC loss (SH degree 1), TV on density and SH, sparsity, beta,
+    # non-negative density, pruning, upsampling into a fitted box, occupancy, snapshot, checkpoint
+    cfg = small_config(steps=24, upsample_at=[14], prune_at=[6], batch_rays=256, log_every=4, snapshot_every=10,
+                       checkpoint_every=10, tv_sigma=1e-5, tv_sh=1e-3, sparsity=1e-10, beta_loss=1e-4,
+                       nonnegative_density=True, occupancy_every=2)
+    with Float64Watch() as watch:
+        result = run_training(cfg, sphere, tmp_path, ListSink(), resume=False, device=CPU)
+    assert result.step == 24 and watch.ops > 1000
+    assert watch.float64 == [], f"float64 during training: {sorted(set(watch.float64))}"

@@ -31,6 +31,7 @@ from trainer.config_io import (
     save_config,
     write_json,
 )
+from trainer.devices import DEVICE_CHOICES, DeviceError, describe_device, resolve_device
 from trainer.events import BarEventSink, EventSink, JsonEventSink, NullEventSink, to_json_value
 from trainer.gridfile import GridFileError, grid_summary, load_grid
 
@@ -83,18 +84,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def resolve_device(name: str) -> torch.device:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device cuda: CUDA is not available to this torch ({torch.__version__})")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name}: expected auto, cpu or cuda")
-    return torch.device(name)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -377,6 +366,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    print(json.dumps(describe_device(resolve_device(args.device))))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -393,13 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"blender_plenox trainer {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def progress_and_device(q: argparse.ArgumentParser, default_progress: str) -> None:
-        q.add_argument("--progress", choices=("bar", "json", "none"), default=default_progress,
-                       help="bar: tqdm on stderr; json: contract-3 events on stdout; none")
-        q.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+    def threads(q: argparse.ArgumentParser) -> None:
         q.add_argument("--threads", type=int,
                        help="CPU threads for torch (default: torch's, one per core). On a small machine "
                             "with other busy work, fewer threads keep the run from stalling")
+
+    def progress_and_device(q: argparse.ArgumentParser, default_progress: str) -> None:
+        q.add_argument("--progress", choices=("bar", "json", "none"), default=default_progress,
+                       help="bar: tqdm on stderr; json: contract-3 events on stdout; none")
+        q.add_argument("--device", choices=DEVICE_CHOICES,
+                       help="default: the config's (auto: CUDA, then Apple's MPS, then the CPU)")
+        threads(q)
 
     t = sub.add_parser("train", help="train a grid on a dataset directory")
     t.add_argument("--data", help="dataset directory (contract 1); with --resume, default: the run's")
@@ -443,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file")
     i.add_argument("--json", action="store_true", help="one JSON object on stdout")
     i.set_defaults(func=cmd_info, progress="none")
+
+    d = sub.add_parser("devices", help="the device a run would use, as one JSON line")
+    d.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    threads(d)
+    d.set_defaults(func=cmd_devices, progress="none")
     return p
 
 
@@ -487,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except _TrainingFailed as e:
         return fail(EXIT_TRAINING, str(e))
-    except (UsageError, ConfigError, GridFileError, CheckpointError) as e:
+    except (UsageError, ConfigError, GridFileError, CheckpointError, DeviceError) as e:
         return fail(EXIT_BAD_INPUT, str(e))
     except ValueError as e:
         from trainer.data import DatasetError

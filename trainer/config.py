@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from trainer.devices import DEVICE_CHOICES
+
 
 @dataclass
 class TrainConfig:
@@ -25,7 +27,7 @@ class TrainConfig:
     downscale: int = 1  # image downscale applied by the loader
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # colour behind the field (and of empty pixels)
     seed: int = 0  # seeds a torch.Generator: a CPU run is repeatable
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto (CUDA, then Apple's MPS, then the CPU) | cpu | cuda | mps
     checkpoint_every: int = 1000  # steps between checkpoint.pt writes (0 = only at the end / on interrupt)
     snapshot_every: int = 0  # steps between snapshot.npz writes for the live preview (0 = never)
     log_every: int = 50  # steps between progress events
@@ -147,7 +149,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"batch_rays: must be >= 1, got {cfg.batch_rays}")
     if cfg.step_size <= 0:
         raise ValueError(f"step_size: must be > 0, got {cfg.step_size}")
-    if cfg.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device: must be auto, cpu or cuda, got {cfg.device!r}")
+    if cfg.device not in DEVICE_CHOICES:
+        raise ValueError(f"device: must be {', '.join(DEVICE_CHOICES[:-1])} or {DEVICE_CHOICES[-1]}, got {cfg.device!r}")
     if len(cfg.background) != 3:
         raise ValueError(f"background: needs 3 values, got {cfg.background}")

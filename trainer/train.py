@@ -20,6 +20,7 @@ import torch
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig, check_config
 from trainer.data import Dataset, camera_rays
+from trainer.devices import resolve_device  # noqa: F401  -- re-exported: benchmarks/bench_lego.py imports it here
 from trainer.events import EventSink
 from trainer.grid import SparseGrid
 from trainer.gridfile import save_grid
@@ -50,14 +51,6 @@ class TrainResult:
     step: int
     elapsed: float
     stats: dict[str, Any] = field(default_factory=dict)  # "stages": one dict per resolution stage
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device: cuda requested but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def scene_aabb(cfg: TrainConfig, data: Dataset) -> torch.Tensor:

@@ -457,6 +457,10 @@ def _positive(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Redirected on Windows, stdout is in the ANSI code page (cp1252...), which cannot hold every path:
+    # escape what it cannot hold rather than fail on it (stderr already does; JSON output is ASCII).
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     args.argv = argv
     args.sink = make_sink(args.progress)

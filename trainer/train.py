@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import resource
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -83,13 +83,58 @@ def render_options(cfg: TrainConfig) -> RenderOptions:
     return RenderOptions(cfg.step_size, cfg.stop_transmittance, cfg.occupancy_block)
 
 
-def current_rss_mb() -> float:
+def _proc_rss_mb() -> float | None:
+    """Linux: the resident set now (a stage's figure is the largest seen at its progress events)."""
     try:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-    except OSError:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):  # no /proc; no os.sysconf on Windows
+        return None
+
+
+def _rusage_peak_mb(platform: str = sys.platform) -> float | None:
+    """POSIX without /proc (macOS, BSD): the process's peak resident set."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
+
+
+def _windows_peak_mb() -> float | None:
+    """Windows: the process's peak working set (K32GetProcessMemoryInfo, kernel32 since Windows 7)."""
+    if sys.platform != "win32":
+        return None
+    import ctypes
+    from ctypes import wintypes
+
+    class Counters(ctypes.Structure):  # PROCESS_MEMORY_COUNTERS
+        _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD),
+                    ("PeakWorkingSetSize", ctypes.c_size_t), ("rest", ctypes.c_size_t * 7)]
+
+    try:
+        kernel32 = ctypes.WinDLL("kernel32")
+        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+        get_info = kernel32.K32GetProcessMemoryInfo
+        get_info.argtypes = (wintypes.HANDLE, ctypes.POINTER(Counters), wintypes.DWORD)
+        get_info.restype = wintypes.BOOL
+        counters = Counters(cb=ctypes.sizeof(Counters))
+        if not get_info(kernel32.GetCurrentProcess(), ctypes.byref(counters), counters.cb):
+            return None
+        return float(counters.PeakWorkingSetSize) / 2**20
+    except (AttributeError, OSError):
+        return None
+
+
+def current_rss_mb() -> float | None:
+    """Memory of this process in MiB, from whichever source the platform has; None when none answers."""
+    for reader in (_proc_rss_mb, _rusage_peak_mb, _windows_peak_mb):
+        value = reader()
+        if value is not None:
+            return value
+    return None
 
 
 def rows_remap(n_rows: int, touched: torch.Tensor) -> torch.Tensor:
@@ -338,7 +383,9 @@ class Trainer:
         cfg, step = self.cfg, self.step
         st = self.stages[-1]
         if step % max(cfg.log_every, 1) == 0 or step == cfg.steps:
-            st["peak_rss_mb"] = max(st["peak_rss_mb"], current_rss_mb())
+            rss = current_rss_mb()
+            if rss is not None:
+                st["peak_rss_mb"] = rss if st["peak_rss_mb"] is None else max(st["peak_rss_mb"], rss)
             eta = self.elapsed / step * (cfg.steps - step)
             self.sink.emit(
                 "progress", step=step, total=cfg.steps, loss=loss,

@@ -1,7 +1,7 @@
 """`python -m trainer`: train, eval, render and info (contract 2).
 
-Exit codes: 0 success, 1 failure during training, 2 bad input, 130 interrupted (Ctrl-C or SIGTERM,
-after the training loop has written a checkpoint). Every failure is one line on stderr,
+Exit codes: 0 success, 1 failure during training, 2 bad input, 130 interrupted (Ctrl-C, SIGTERM or,
+on Windows, CTRL_BREAK, after the training loop has written a checkpoint). Every failure is one line on stderr,
 `error: <file or step>: <problem>`, and with `--progress json` also an `error` event on stdout.
 """
 
@@ -69,21 +69,31 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def stop_signals() -> list[int]:
+    """The signals that cancel a run besides Ctrl-C: SIGTERM (the add-on on POSIX, job schedulers,
+    `kill`) and, on Windows, SIGBREAK (CTRL_BREAK_EVENT, which the add-on sends to cancel there)."""
+    found = [signal.SIGTERM, getattr(signal, "SIGBREAK", None)]
+    return [s for s in found if s is not None]
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (the add-on's cancel, a job scheduler) raises KeyboardInterrupt in the main thread, so
-    the training loop's Ctrl-C path writes its checkpoint. Further SIGTERMs are ignored meanwhile, so
-    that a second cancel cannot tear that write; SIGKILL still ends the process."""
+    """SIGTERM or SIGBREAK raises KeyboardInterrupt in the main thread, so the training loop's Ctrl-C
+    path writes its checkpoint. Further stop signals are ignored meanwhile, so that a second cancel
+    cannot tear that write; SIGKILL (TerminateProcess on Windows) still ends the process."""
+    signums = stop_signals()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for s in signums:
+            signal.signal(s, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {s: signal.signal(s, handler) for s in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,16 +1,19 @@
-"""SIGTERM mid-training writes a checkpoint and exits 130; --resume then finishes the same run."""
+"""SIGTERM (or Windows' SIGBREAK) mid-training writes a checkpoint and exits 130; --resume then finishes the run."""
 
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
-from cli_helpers import error_lines, events, run_trainer, start_trainer
+import pytest
+from cli_helpers import ENV, REPO, error_lines, events, run_trainer, start_trainer
 from scenes import write_sphere_dataset
 
 from trainer.checkpoint import load_checkpoint
+from trainer.cli import sigterm_as_interrupt
 from trainer.gridfile import load_grid
 
 # a short two-stage schedule with frequent checkpoints (tiny's own steps are not needed here)
@@ -65,3 +68,52 @@ def test_resume_and_force_together_are_refused(tmp_path: Path) -> None:
     (out / "config.json").write_text("{}")
     result = run_trainer("train", "--out", out, "--resume", "--force")
     assert result.returncode == 2 and error_lines(result.stderr) == ["error: --resume and --force: choose one"]
+
+
+# Windows' CTRL_BREAK (SIGBREAK, the add-on's cancel there) cannot be raised here: an unused POSIX
+# signal stands in for it, set as signal.SIGBREAK before the trainer starts.
+needs_sigusr1 = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="simulates SIGBREAK with SIGUSR1")
+
+
+@needs_sigusr1
+def test_sigbreak_handler_raises_keyboard_interrupt_and_ignores_further_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR1, raising=False)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    with sigterm_as_interrupt():
+        handler = signal.getsignal(signal.SIGUSR1)
+        assert callable(handler) and handler is signal.getsignal(signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGUSR1, None)
+        assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+SIGBREAK_AS_SIGUSR1 = """
+import runpy, signal, sys
+signal.SIGBREAK = signal.SIGUSR1
+sys.argv = ["trainer", *sys.argv[1:]]
+runpy.run_module("trainer", run_name="__main__", alter_sys=True)
+"""
+
+
+@needs_sigusr1
+def test_sigbreak_checkpoints_and_exits_130(tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "run"
+    write_sphere_dataset(data, n_train=8, n_test=2, width=16, height=16, aabb=[[-1, -1, -1], [1, 1, 1]])
+    cmd = [sys.executable, "-c", SIGBREAK_AS_SIGUSR1, "train", "--data", str(data), "--out", str(out),
+           "--preset", "tiny", "--set", "steps=1000000", "--set", "log_every=1", "--progress", "json",
+           "--device", "cpu", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "progress":
+                proc.send_signal(signal.SIGUSR1)  # without the handler, SIGUSR1 would kill it outright
+                break
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert error_lines(stderr) == [f"error: {out / 'checkpoint.pt'}: interrupted; `--resume` continues from it"]
+    assert load_checkpoint(out / "checkpoint.pt")["step"] >= 1

@@ -1,1 +1,1 @@
-"""Blender-side import: OpenVDB files (bundled openvdb) and the Volume object with its material."""
+"""Blender-side import: OpenVDB files (written with numpy, io/vdb_file.py) and the Volume object with its material."""

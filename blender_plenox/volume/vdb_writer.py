@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from ..io.vdb_arrays import VdbArrays
-from ..io.vdb_file import VdbGrid, write_vdb_file
+from ..io.vdb_file import VdbGrid, differs_from, write_vdb_file
 
 DENSITY_GRID = "density"
 COLOR_GRID = "color"
@@ -39,7 +39,7 @@ def vdb_grids(arrays: VdbArrays) -> list[VdbGrid]:
     density_active = arrays.density != 0.0
     bg = float(arrays.color_background)
     colour = arrays.color
-    colour_active = density_active | (colour[..., 0] != bg) | (colour[..., 1] != bg) | (colour[..., 2] != bg)
+    colour_active = density_active | differs_from(colour, bg)
     return [
         VdbGrid(DENSITY_GRID, arrays.density, arrays.offset, transform, 0.0, "fog volume", density_active),
         VdbGrid(COLOR_GRID, colour, arrays.offset, transform, (bg, bg, bg), active=colour_active),

@@ -155,7 +155,7 @@ def test_interpreter_check_accepts_torch_and_refuses_a_bare_python(tmp_path):
     venv.create(bare_dir, with_pip=False)
     bare = str(bare_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
     bad = tp.check_interpreter(bare, "test")
-    assert not bad.ok and "torch" in bad.message
+    assert not bad.ok and "No module named" in bad.message  # the first of torch, tqdm, ... it lacks
     with pytest.raises(tp.TrainerNotFound, match="Install Trainer Environment"):
         tp.detect_interpreter(preferred=bare)
     assert tp.detect_interpreter(preferred=sys.executable).python == sys.executable

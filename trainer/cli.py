@@ -166,10 +166,11 @@ def _load_run_grid(run: Path, device: torch.device) -> tuple[SparseGrid, dict[st
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainer.parent_watch import watch_parent
+    from trainer.parent_watch import watch_parent, watch_stop_file
 
     with sigterm_as_interrupt():
         watch_parent()
+        watch_stop_file()
         try:
             return _train(args)
         except KeyboardInterrupt:

@@ -8,6 +8,10 @@ How to wait depends on the system, behind one interface (a waiter: a function th
 the parent has ended, False if it can no longer tell):
 - POSIX: an orphan is re-parented (to init or a subreaper), so poll os.getppid() for a change.
 - Windows: the parent id never changes there, so open the parent process and wait on its handle.
+
+The add-on's cancel also has a path that needs no signal at all, PLENOX_STOP_FILE: when the file it
+names appears, the same interrupt is raised. On Windows CTRL_BREAK reaches a child only when both share
+a console, which a Blender started without one does not have.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 ENV_FLAG = "PLENOX_EXIT_WITH_PARENT"
+ENV_STOP_FILE = "PLENOX_STOP_FILE"
 
 Waiter = Callable[[], bool]
 
@@ -105,4 +110,24 @@ def watch_parent(interval: float = 1.0, wait_for_parent: Waiter | None = None,
             on_parent_exit()
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    return True
+
+
+def watch_stop_file(interval: float = 0.25, on_stop: Callable[[], None] = interrupt_main) -> bool:
+    """Starts a thread that stops the run when the file named by PLENOX_STOP_FILE appears; returns
+    whether it started. A file already there is a request from an earlier run, so it is removed."""
+    path = os.environ.get(ENV_STOP_FILE)
+    if not path:
+        return False
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+    def watch() -> None:
+        while not os.path.exists(path):
+            time.sleep(interval)
+        on_stop()
+
+    threading.Thread(target=watch, name="stop-file-watch", daemon=True).start()
     return True

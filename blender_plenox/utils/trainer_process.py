@@ -15,6 +15,7 @@ the UI timer never blocks; its stderr (the human log) goes to <out>/train.log.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import queue
@@ -22,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -33,6 +35,7 @@ from pathlib import Path
 from .progress_events import ProgressEvent, TrainingState, parse_event
 
 ENV_PYTHON = "BLENDER_PLENOX_PYTHON"
+STOP_FILE_ENV = "PLENOX_STOP_FILE"  # contract 2: the trainer stops when this file appears
 INSTALL_HINT = (
     "press Install Trainer Environment in Preferences > Add-ons > Plenox Reconstruct, "
     "or set Trainer Python there to a Python 3.10+ with PyTorch installed"
@@ -250,6 +253,7 @@ class TrainerProcess:
     _events: queue.Queue[ProgressEvent] = field(default_factory=queue.Queue)
     _stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     _threads: list[threading.Thread] = field(default_factory=list)
+    _stop_file: str = ""
     cancelled: bool = False
 
     def __hash__(self) -> int:
@@ -259,12 +263,18 @@ class TrainerProcess:
         kwargs: dict[str, object] = {}
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+        env = dict(self.env if self.env is not None else os.environ)
+        # Cancel writes this file; the trainer watches for it (contract 2), since a signal may not reach it.
+        fd, self._stop_file = tempfile.mkstemp(prefix="plenox-stop-", suffix=".request")
+        os.close(fd)
+        os.remove(self._stop_file)
+        env[STOP_FILE_ENV] = self._stop_file
         self._popen = subprocess.Popen(
             list(self.cmd),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=dict(self.env) if self.env is not None else None,
+            env=env,
             cwd=self.cwd,
             **kwargs,  # type: ignore[call-overload]
         )
@@ -343,6 +353,9 @@ class TrainerProcess:
             t.join(timeout=5.0)
         self.poll()
         _LIVE.discard(self)
+        if self._stop_file:
+            with contextlib.suppress(OSError):
+                os.remove(self._stop_file)
         code = self.returncode
         if code not in (0, None) and not self.state.error:
             self.state.error = "cancelled" if self.cancelled else self.error_line(code)
@@ -358,13 +371,22 @@ class TrainerProcess:
         return (lines[-1] if lines else "the trainer stopped") + suffix
 
     def request_cancel(self) -> None:
-        """Asks the trainer to stop without waiting (the UI keeps polling until it has exited)."""
-        if self.running and self._popen is not None:
-            self.cancelled = True
+        """Asks the trainer to stop without waiting (the UI keeps polling until it has exited): its
+        stop file, and the stop signal where one can be delivered (SIGTERM; CTRL_BREAK on Windows,
+        which fails when Blender has no console to share with the child)."""
+        if not (self.running and self._popen is not None):
+            return
+        self.cancelled = True
+        if self._stop_file:
+            with open(self._stop_file, "w", encoding="utf-8") as f:
+                f.write("cancel\n")
+        try:
             if os.name == "nt":
                 self._popen.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
             else:
                 self._popen.send_signal(signal.SIGTERM)
+        except OSError:
+            pass  # the stop file still stops it
 
     def kill(self) -> None:
         if self.running and self._popen is not None:
@@ -374,11 +396,7 @@ class TrainerProcess:
         """Asks the trainer to stop (it checkpoints on SIGTERM), then kills it after `timeout`."""
         if not self.running or self._popen is None:
             return
-        self.cancelled = True
-        if os.name == "nt":
-            self._popen.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-        else:
-            self._popen.send_signal(signal.SIGTERM)
+        self.request_cancel()
         try:
             self._popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

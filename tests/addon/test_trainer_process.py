@@ -217,3 +217,32 @@ def test_schedule_matches_the_trainers_presets():
     config = pytest.importorskip("trainer.config")
     for name, steps in tp.PRESET_STEPS.items():
         assert config.PRESETS[name].steps == steps
+
+
+def test_cancel_reaches_the_real_trainer_when_no_signal_can(tmp_path, monkeypatch):
+    """On Windows CTRL_BREAK fails when Blender has no console to share with the child: the stop file
+    alone must then take the trainer through its checkpoint-and-exit path."""
+    pytest.importorskip("torch")
+    from scenes import write_sphere_dataset
+
+    data, out = tmp_path / "data", tmp_path / "run"
+    write_sphere_dataset(data, n_train=8, n_test=2, width=16, height=16, aabb=[[-1, -1, -1], [1, 1, 1]])
+    cmd = tp.build_train_command(sys.executable, str(data), str(out), preset="tiny",
+                                 overrides={"steps": 1_000_000, "log_every": 1})
+    proc = tp.TrainerProcess(cmd, str(out), env=tp.child_env()).start()
+    deadline = time.time() + 120
+    while proc.state.step < 3 and proc.running and time.time() < deadline:
+        proc.poll()
+        time.sleep(0.05)
+    assert proc.state.step >= 3, proc.error_line()
+    assert proc._popen is not None
+
+    def undeliverable(sig):
+        raise OSError(6, "The handle is invalid")  # what GenerateConsoleCtrlEvent says without a console
+
+    monkeypatch.setattr(proc._popen, "send_signal", undeliverable)
+    stop_file = proc._stop_file
+    proc.cancel(timeout=60)
+    assert proc.returncode == 130 and proc.cancelled and "interrupted" in proc.state.error
+    assert (out / "checkpoint.pt").is_file()
+    assert not os.path.exists(stop_file)  # nothing left in the temp folder

@@ -192,3 +192,17 @@ def test_windows_branch_parent_exit_checkpoints_and_exits_130(tmp_path: Path) ->
     last = json.loads((lines + rest.splitlines())[-1])
     assert last["event"] == "error" and last["code"] == 130
     assert (out / "checkpoint.pt").is_file()
+
+
+def test_stop_file_stops_the_run_and_a_stale_one_does_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stop = tmp_path / "stop.request"
+    stop.write_text("from an earlier cancel")
+    monkeypatch.setenv(parent_watch.ENV_STOP_FILE, str(stop))
+    stopped = threading.Event()
+    assert parent_watch.watch_stop_file(interval=0.02, on_stop=stopped.set)
+    assert not stop.exists()  # the stale request was dropped ...
+    assert not stopped.wait(0.3)  # ... and did not stop this run
+    stop.write_text("cancel")
+    assert stopped.wait(5.0)
+    monkeypatch.delenv(parent_watch.ENV_STOP_FILE)
+    assert not parent_watch.watch_stop_file(on_stop=stopped.set)

@@ -7,6 +7,8 @@ Two layouts per size, both with `share` of the voxels active (0.0894 of 256³ is
 (scattered voxels, the worst case: nearly every 8³ leaf is touched) and `shell` (a thick spherical
 shell, coherent like a trained scene). Timings are the best of `repeat` runs of writing both grids
 from the dense VdbArrays blocks. Under plain Python without bpy only the numpy writer runs.
+--smoke writes 16³ grids once, in a second or two, so that the tests can check that this script still
+runs against the current API (tests/blender/test_benchmarks_smoke.py); its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -74,7 +76,10 @@ def main() -> None:
     p.add_argument("--share", type=float, default=1.5e6 / 256**3)
     p.add_argument("--layouts", nargs="+", default=["random", "shell"], choices=["random", "shell"])
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--smoke", action="store_true", help="16^3 grids written once, to check that the script runs")
     args = p.parse_args()
+    if args.smoke:
+        args.sizes, args.repeat = [16], 1
     try:
         load_openvdb()
         writers: dict[str, Callable[[VdbArrays, str], object]] = {"numpy": write_vdb, "openvdb": openvdb_write}

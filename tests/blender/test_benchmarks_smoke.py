@@ -26,6 +26,10 @@ FIGURES = {
         (rf"^import 16\^3, {NUMBER} active voxels: read {NUMBER} s, arrays {NUMBER} s, "
          rf"write VDB {NUMBER} s; full import {NUMBER} s$"),
     ],
+    "bench_vdb_write.py": [
+        rf"^16\^3 {layout}, {NUMBER} active voxels: numpy {NUMBER} s, {NUMBER} MB; openvdb {NUMBER} s, {NUMBER} MB$"
+        for layout in ("random", "shell")
+    ],
 }
 
 

@@ -20,11 +20,15 @@ def _modules() -> list[ModuleType]:
 
 
 def register() -> None:
+    from . import compat
+
     if _registered:  # registering twice in a row re-registers instead of failing
         unregister()
     for module in _modules():
         module.register()
         _registered.append(module)
+    # A script under the `bpy` module that ends with the add-on registered would hang on 4.5 (compat).
+    compat.unregister_at_exit(unregister)
 
 
 def unregister() -> None:

@@ -23,6 +23,8 @@ from typing import Any
 import bpy
 import numpy as np
 
+from .compat import node_tree_of, set_still_image_format, use_ray_marched_volumes
+
 
 def build_scene() -> Any:
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -31,9 +33,7 @@ def build_scene() -> Any:
 
     def material(name: str, rgb: tuple[float, float, float], rough: float = 0.5) -> Any:
         mat: Any = bpy.data.materials.new(name)
-        if mat.node_tree is None:
-            mat.use_nodes = True
-        bsdf = mat.node_tree.nodes.get("Principled BSDF")
+        bsdf = node_tree_of(mat).nodes.get("Principled BSDF")
         bsdf.inputs["Base Color"].default_value = (*rgb, 1.0)
         bsdf.inputs["Roughness"].default_value = rough
         return mat
@@ -83,10 +83,9 @@ def build_scene() -> Any:
     scene.collection.objects.link(sun_obj)
     world: Any = bpy.data.worlds.new("World")
     scene.world = world
-    if world.node_tree is None:
-        world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.6, 0.6, 0.6, 1.0)
-    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.6
+    background = node_tree_of(world).nodes["Background"]
+    background.inputs["Color"].default_value = (0.6, 0.6, 0.6, 1.0)
+    background.inputs["Strength"].default_value = 0.6
     # The trainer learns display values; Standard keeps them a plain sRGB encoding of the render.
     scene.view_settings.view_transform = "Standard"
     scene.render.engine = "CYCLES"
@@ -135,16 +134,15 @@ def render_volume_view(
             hidden.append(obj)
             obj.hide_render = True
     world: Any = bpy.data.worlds.new("CompareWorld")
-    if world.node_tree is None:
-        world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (*background, 1.0)
-    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 1.0
+    world_background = node_tree_of(world).nodes["Background"]
+    world_background.inputs["Color"].default_value = (*background, 1.0)
+    world_background.inputs["Strength"].default_value = 1.0
     old_world, scene.world = scene.world, world
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = samples
     scene.cycles.use_denoising = False
-    scene.cycles.volume_biased = True
+    use_ray_marched_volumes(scene.cycles)
     scene.cycles.volume_step_rate = 0.25
     scene.cycles.volume_max_steps = 2048
     scene.cycles.max_bounces = 0
@@ -153,7 +151,7 @@ def render_volume_view(
     scene.view_settings.look = "None"
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
-    scene.render.image_settings.file_format = "PNG"
+    set_still_image_format(scene.render.image_settings, "PNG")
     scene.render.image_settings.color_mode = "RGB"
     scene.render.image_settings.color_depth = "16"
     scene.render.filepath = path

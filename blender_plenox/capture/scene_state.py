@@ -8,7 +8,10 @@ from typing import Any
 
 import bpy
 
-# (owner path from the scene, attribute): what a capture may change.
+from ..compat import image_format_attributes
+
+# (owner path from the scene, attribute): what a capture may change, in the order to restore it
+# (the image format's attributes in the order that compat says they must be set).
 _SETTINGS = (
     ("render", "engine"),
     ("render", "resolution_x"),
@@ -17,8 +20,7 @@ _SETTINGS = (
     ("render", "film_transparent"),
     ("render", "filepath"),
     ("render", "use_file_extension"),
-    ("render.image_settings", "media_type"),
-    ("render.image_settings", "file_format"),
+    *(("render.image_settings", attr) for attr in image_format_attributes()),
     ("render.image_settings", "color_mode"),
     ("render.image_settings", "color_depth"),
     ("cycles", "samples"),
@@ -60,7 +62,7 @@ class SceneState:
         )
         for path, attr in _SETTINGS:
             owner = _owner(scene, path)
-            if owner is not None and hasattr(owner, attr):
+            if owner is not None:  # None: Cycles' settings where the Cycles add-on is off
                 state.settings.append((path, attr, getattr(owner, attr)))
         state.selected = [obj.name for obj in view_layer.objects if obj.select_get(view_layer=view_layer)]
         active = view_layer.objects.active
@@ -68,7 +70,6 @@ class SceneState:
         return state
 
     def restore(self, scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer) -> None:
-        # media_type first: file_format's allowed values depend on it
         for path, attr, value in self.settings:
             owner = _owner(scene, path)
             if owner is not None and getattr(owner, attr) != value:

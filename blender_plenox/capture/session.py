@@ -16,6 +16,7 @@ from typing import Any
 import bpy
 import numpy as np
 
+from ..compat import set_still_image_format
 from ..io.dataset_writer import DatasetWriter, aabb_with_margin, check_directory, prepare_directory
 from ..preferences import default_output_dir
 from ..properties import PlenoxCaptureSettings, scene_of, view_layer_of
@@ -63,9 +64,7 @@ def _apply_render_settings(scene: bpy.types.Scene, settings: PlenoxCaptureSettin
     r.film_transparent = True
     r.use_file_extension = True
     image = r.image_settings
-    if hasattr(image, "media_type"):  # Blender 5.0: file formats are grouped by media type
-        image.media_type = "IMAGE"
-    image.file_format = "PNG"
+    set_still_image_format(image, "PNG")
     image.color_mode = "RGBA"
     image.color_depth = "8"
     if settings.engine == "CYCLES":

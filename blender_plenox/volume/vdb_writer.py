@@ -1,7 +1,7 @@
 """Writes VdbArrays as an OpenVDB file with the add-on's own numpy writer (io/vdb_file.py).
 
 Blender builds ship different OpenVDB Python bindings, or none (the 4.2 `bpy` wheel), so writing
-needs no binding; `load_openvdb()` stays for tests that read files back with Blender's reader.
+needs no binding; `load_openvdb()` serves tests and benchmarks that read files back with it.
 """
 
 from __future__ import annotations
@@ -16,18 +16,14 @@ COLOR_GRID = "color"
 
 
 def load_openvdb():  # type: ignore[no-untyped-def]
-    """Blender's bundled openvdb (the bpy module only exposes it after expose_bundled_modules)."""
-    try:
-        import openvdb  # type: ignore[import-not-found]
-    except ImportError:
-        import bpy
+    """Blender's OpenVDB Python binding, for tests and benchmarks that read files back; ImportError
+    without bpy or where the build has none (the 4.2 wheel). Which binding where: compat.openvdb_module."""
+    from ..compat import openvdb_module  # imports bpy, so only when asked
 
-        expose = getattr(bpy.utils, "expose_bundled_modules", None)
-        if expose is None:
-            raise
-        expose()
-        import openvdb  # type: ignore[import-not-found]
-    return openvdb
+    vdb = openvdb_module()
+    if vdb is None:
+        raise ImportError("this Blender build has no OpenVDB Python binding")
+    return vdb
 
 
 def vdb_grids(arrays: VdbArrays) -> list[VdbGrid]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import bpy
 
+from ..compat import node_tree_of, volume_object_matrix
 from .vdb_writer import COLOR_GRID, DENSITY_GRID
 
 COLLECTION_NAME = "Reconstruction"
@@ -84,9 +85,7 @@ def build_material(name: str = MATERIAL_NAME, linear: bool = True) -> Any:
     """σ = max(0, density)·multiplier·(σ > threshold); c = max(0, colour) [→ linear];
     Volume = Absorption(σ) + Emission(σ·c)."""
     mat = bpy.data.materials.get(name) or bpy.data.materials.new(name)
-    if mat.node_tree is None:  # Blender < 5 makes materials without a node tree
-        mat.use_nodes = True
-    nt: Any = mat.node_tree
+    nt: Any = node_tree_of(mat)
     nt.nodes.clear()
     n: Any = nt.nodes
     density = n.new("ShaderNodeAttribute")
@@ -189,8 +188,9 @@ def create_or_update(
         if obj.name not in coll.objects:
             coll.objects.link(obj)
     obj[TAG] = grid_path
-    # The VDB's transform already places every voxel in world space.
-    obj.matrix_world.identity()
+    # The VDB's transform already places every voxel in world space; the object's matrix only undoes
+    # where a Blender version renders grids off it (compat).
+    obj.matrix_world = volume_object_matrix(vol.grids[DENSITY_GRID].matrix_object)
     if old is not None and old.users == 0:
         bpy.data.volumes.remove(old)
     return obj

@@ -110,3 +110,19 @@ def test_registration_entry_points(path: Path) -> None:
     source = path.read_text(encoding="utf-8")
     assert re.search(r"^def register\(\)|^register, unregister = ", source, re.MULTILINE), path
     assert re.search(r"^def unregister\(\)|^register, unregister = ", source, re.MULTILINE), path
+
+
+# What differs between Blender 4.2, 4.5 and 5.0 is handled in blender_plenox/compat.py only: these are
+# the tell-tales of a version check (or of an API one version lacks) written somewhere else.
+VERSION_TELLS = re.compile(
+    r"bpy\.app\.version\b(?!_)|\bhasattr\(|expose_bundled_modules|media_type|use_nodes|volume_biased|"
+    r"BLENDER_EEVEE"
+)
+
+
+def test_version_differences_live_in_compat() -> None:
+    found = [f"{path.relative_to(REPO)}:{n}: {line.strip()}"
+             for path in MODULES if path.name != "compat.py"
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if VERSION_TELLS.search(line.split("#", 1)[0])]
+    assert not found, "\n".join(found)

@@ -26,6 +26,7 @@ from blender_plenox.batch import script_argv
 from blender_plenox.capture.session import CaptureSession, camera_intrinsics, run_blocking
 from blender_plenox.capture.sources import RIG_COLLECTION
 from blender_plenox.capture.targets import CaptureError
+from blender_plenox.compat import image_format_attributes, node_tree_of
 from blender_plenox.utils.camera_math import Intrinsics, camera_to_world, project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,14 +54,12 @@ def add_sphere(name: str, location: tuple[float, float, float], radius: float, e
     bpy.ops.object.shade_smooth()
     if emission:
         mat = bpy.data.materials.new(name + "_emit")
-        if not mat.node_tree:  # Blender < 5 creates material node trees only on request
-            mat.use_nodes = True
-        nodes = mat.node_tree.nodes
-        nodes.clear()
-        emit = nodes.new("ShaderNodeEmission")
+        tree = node_tree_of(mat)
+        tree.nodes.clear()
+        emit = tree.nodes.new("ShaderNodeEmission")
         emit.inputs["Strength"].default_value = 2.0
-        out = nodes.new("ShaderNodeOutputMaterial")
-        mat.node_tree.links.new(emit.outputs[0], out.inputs["Surface"])
+        out = tree.nodes.new("ShaderNodeOutputMaterial")
+        tree.links.new(emit.outputs[0], out.inputs["Surface"])
         obj.data.materials.append(mat)
     return obj
 
@@ -98,8 +97,8 @@ def fingerprint(scene: bpy.types.Scene) -> dict[str, Any]:
     return {
         "render": (r.engine, r.resolution_x, r.resolution_y, r.resolution_percentage, r.film_transparent,
                    r.filepath, r.pixel_aspect_x, r.pixel_aspect_y, r.use_file_extension),
-        "image": (r.image_settings.media_type, r.image_settings.file_format, r.image_settings.color_mode,
-                  r.image_settings.color_depth),
+        "image": (*(getattr(r.image_settings, a) for a in image_format_attributes()),
+                  r.image_settings.color_mode, r.image_settings.color_depth),
         "cycles": (scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.device),
         "view": (scene.view_settings.view_transform, scene.view_settings.look, scene.view_settings.exposure,
                  scene.view_settings.gamma),

@@ -15,6 +15,8 @@ for extra in (REPO, REPO / "tests" / "addon"):
 
 import bpy
 
+from blender_plenox.compat import node_tree_of, set_still_image_format, use_ray_marched_volumes
+
 
 def setup_cycles(scene, width: int, height: int, samples: int = 16, background=(0.0, 0.0, 0.0)) -> None:
     """Cycles on the CPU, fine ray marching, linear output (Raw view) and a flat world colour."""
@@ -22,7 +24,7 @@ def setup_cycles(scene, width: int, height: int, samples: int = 16, background=(
     scene.cycles.device = "CPU"
     scene.cycles.samples = samples
     scene.cycles.use_denoising = False
-    scene.cycles.volume_biased = True
+    use_ray_marched_volumes(scene.cycles)
     scene.cycles.volume_step_rate = 0.1
     scene.cycles.volume_max_steps = 4096
     scene.cycles.max_bounces = 0
@@ -39,18 +41,17 @@ def setup_cycles(scene, width: int, height: int, samples: int = 16, background=(
     scene.view_settings.gamma = 1.0
     world = scene.world or bpy.data.worlds.new("World")
     scene.world = world
-    if world.node_tree is None:
-        world.use_nodes = True
-    bg = world.node_tree.nodes.get("Background") or world.node_tree.nodes.new("ShaderNodeBackground")
+    tree = node_tree_of(world)
+    bg = tree.nodes.get("Background") or tree.nodes.new("ShaderNodeBackground")
     bg.inputs["Color"].default_value = (*background, 1.0)
     bg.inputs["Strength"].default_value = 1.0
-    out = world.node_tree.nodes.get("World Output") or world.node_tree.nodes.new("ShaderNodeOutputWorld")
-    world.node_tree.links.new(bg.outputs[0], out.inputs["Surface"])
+    out = tree.nodes.get("World Output") or tree.nodes.new("ShaderNodeOutputWorld")
+    tree.links.new(bg.outputs[0], out.inputs["Surface"])
 
 
 def render_linear(scene, path: str) -> np.ndarray:
     """Renders to a float EXR and returns RGB (H, W, 3), row 0 at the top."""
-    scene.render.image_settings.file_format = "OPEN_EXR"
+    set_still_image_format(scene.render.image_settings, "OPEN_EXR")
     scene.render.image_settings.color_depth = "32"
     scene.render.filepath = path
     bpy.ops.render.render(write_still=True)

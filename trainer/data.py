@@ -1,9 +1,14 @@
 """Dataset loader (contract 1): NeRF-synthetic transforms files + images -> tensors, and camera rays.
 
 Accepts transforms_{train,test[,val]}.json or a single transforms.json (every 8th frame held out for
-testing), `camera_angle_x` or `fl_x/fl_y/cx/cy/w/h` (file-level, overridden per frame), an optional
-`aabb` (without one the trainer uses the config's `scene_box`, +-1.5 by default), RGBA composited
-on a background, and an integer downscale by area averaging.
+testing), as written by NeRF-synthetic, this project's capture, BlenderNeRF, instant-ngp's colmap2nerf
+and nerfstudio: `camera_angle_x` or `fl_x/fl_y/cx/cy/w/h` (file-level, overridden per frame), OpenCV
+lens distortion (`k1..k4 p1 p2`, `is_fisheye` / `camera_model`), `aabb` or `aabb_scale` for the scene
+box (trainer.scene_box), RGBA composited on a background, and an integer downscale by area averaging.
+
+Frames whose image is missing are skipped with one warning per file; a test (or val) file none of
+whose images exist is treated as absent (BlenderNeRF writes test poses without images), and the test
+views are then held out from the training frames. Only a train split with no image left is an error.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,26 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from trainer.lens import (
+    LENS_COLUMNS,
+    MODEL_FISHEYE,
+    MODEL_RADIAL_TANGENTIAL,
+    PINHOLE_COLUMNS,
+    pixel_directions,
+)
+from trainer.scene_box import NGP_OFFSET, NGP_SCALE, SceneBox, ngp_scene_box
+
 HOLDOUT_EVERY = 8                    # a single transforms.json: frames 0, 8, 16, ... form the test split
-INTRINSIC_KEYS = ("camera_angle_x", "camera_angle_y", "fl_x", "fl_y", "cx", "cy", "w", "h")
+LENS_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+INTRINSIC_KEYS = ("camera_angle_x", "camera_angle_y", "fl_x", "fl_y", "cx", "cy", "w", "h",
+                  *LENS_KEYS, "k5", "k6", "is_fisheye", "camera_model")
+# `camera_model` values (COLMAP's names, as nerfstudio writes them): perspective ones use the
+# radial-tangential model with whatever k/p the file gives (all zero: a pinhole); fisheye ones the
+# equidistant model.
+PERSPECTIVE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+FISHEYE_MODELS = ("OPENCV_FISHEYE", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE")
+# An image named without its extension (NeRF-synthetic's "./train/r_0") is looked for with these.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
 
 class DatasetError(ValueError):
@@ -33,7 +56,9 @@ class DatasetError(ValueError):
 class Split:
     images: torch.Tensor      # float32 [V, H, W, 3] in [0, 1], composited on the background, CPU
     c2w: torch.Tensor         # float32 [V, 4, 4] camera-to-world, OpenGL axes (camera looks down -z)
-    intrinsics: torch.Tensor  # float32 [V, 4] = fx, fy, cx, cy in pixels (after downscale)
+    # float32 [V, 4] = fx, fy, cx, cy in pixels (after downscale); [V, 11] when any view has a lens
+    # model: fx, fy, cx, cy, k1, k2, k3, k4, p1, p2, model (trainer.lens: 0 radial-tangential, 1 fisheye)
+    intrinsics: torch.Tensor
     width: int
     height: int
     paths: list[Path]
@@ -46,12 +71,15 @@ class Dataset:
     test: Split
     aabb: torch.Tensor | None             # float32 [2, 3] from the transforms file, if any
     background: tuple[float, float, float]
+    ngp_box: SceneBox | None = None       # instant-ngp's box for the file's `aabb_scale`, if any
+    notes: list[str] = field(default_factory=list)   # one-line warnings and notes for the user
 
 
 @dataclass
 class _Frame:
-    source: str                # "PATH frames[i]", for error messages
-    image: Path
+    source: str                # "PATH: frames[i]", for error messages
+    listed: Path               # where the frame says its image is (for messages when it is missing)
+    image: Path | None         # the image found there, None when missing
     c2w: np.ndarray            # float64 [4, 4]
     camera: dict[str, Any]     # file-level intrinsic keys overridden by the frame's own
 
@@ -72,12 +100,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     return meta
 
 
-def _image_path(root: Path, file_path: str) -> Path | None:
-    p = root / file_path
+def _image_path(root: Path, file_path: str) -> tuple[Path, Path | None]:
+    """(where the frame points, the image file found there or None). Backslashes are separators:
+    BlenderNeRF on Windows writes "train\\0001.png" (os.path.join), as instant-ngp also accepts."""
+    p = root / file_path.replace("\\", "/")
     if p.is_file():
-        return p
-    with_png = Path(str(p) + ".png")
-    return with_png if with_png.is_file() else None
+        return p, p
+    for suffix in IMAGE_SUFFIXES:
+        candidate = Path(str(p) + suffix)
+        if candidate.is_file():
+            return p, candidate
+    return p, None
 
 
 def _parse_frames(path: Path, meta: dict[str, Any], root: Path) -> list[_Frame]:
@@ -96,12 +129,20 @@ def _parse_frames(path: Path, meta: dict[str, Any], root: Path) -> list[_Frame]:
             raise DatasetError(f"{where}: missing or non-numeric 'transform_matrix'") from None
         if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
             raise DatasetError(f"{where}: 'transform_matrix' must be 4x4 finite numbers")
-        image = _image_path(root, f["file_path"])
-        if image is None:
-            raise DatasetError(f"{root / f['file_path']}: missing image (listed in {path} frames[{i}])")
+        listed, image = _image_path(root, f["file_path"])
         camera = {**shared, **{k: f[k] for k in INTRINSIC_KEYS if k in f}}
-        out.append(_Frame(where, image, c2w, camera))
+        out.append(_Frame(where, listed, image, c2w, camera))
     return out
+
+
+def _present(path: Path, frames: list[_Frame], notes: list[str]) -> list[_Frame]:
+    """The frames whose image exists; one warning for the others (their count and the first)."""
+    kept = [f for f in frames if f.image is not None]
+    missing = [f for f in frames if f.image is None]
+    if missing and kept:
+        notes.append(f"warning: {path}: {len(missing)} of {len(frames)} listed images are missing; their frames "
+                     f"are skipped (first: {missing[0].listed})")
+    return kept
 
 
 def _number(where: str, camera: dict[str, Any], key: str) -> float | None:
@@ -127,7 +168,36 @@ def _focal(where: str, camera: dict[str, Any], fl_key: str, angle_key: str, size
     return focal
 
 
-def _intrinsics(frame: _Frame, width: int, height: int) -> tuple[float, float, float, float]:
+def _lens(frame: _Frame) -> tuple[float, ...] | None:
+    """k1, k2, k3, k4, p1, p2, model code; None for a pinhole (no model and every coefficient 0).
+
+    A fisheye (`is_fisheye` true, or a fisheye `camera_model`) stays one with all coefficients 0: the
+    pure equidistant projection, as COLMAP and nerfstudio read it (instant-ngp would take a pinhole).
+    """
+    cam, where = frame.camera, frame.source
+    model = cam.get("camera_model")
+    if model is not None and model not in PERSPECTIVE_MODELS + FISHEYE_MODELS:
+        raise DatasetError(f"{where}: unsupported camera_model {model!r} (supported: "
+                           f"{', '.join(PERSPECTIVE_MODELS + FISHEYE_MODELS)})")
+    flag = cam.get("is_fisheye", False)
+    if not isinstance(flag, bool):
+        raise DatasetError(f"{where}: 'is_fisheye' must be true or false, got {flag!r}")
+    for key in ("k5", "k6"):
+        if _number(where, cam, key):
+            raise DatasetError(f"{where}: '{key}' (FULL_OPENCV's rational distortion) is not supported")
+    coeffs = [_number(where, cam, key) or 0.0 for key in LENS_KEYS]
+    fisheye = flag or model in FISHEYE_MODELS
+    if fisheye:
+        if coeffs[4] or coeffs[5]:
+            raise DatasetError(f"{where}: 'p1'/'p2' have no meaning for the fisheye model (it takes k1..k4)")
+        return (*coeffs, MODEL_FISHEYE)
+    if not any(coeffs):
+        return None
+    return (*coeffs, MODEL_RADIAL_TANGENTIAL)
+
+
+def _intrinsics(frame: _Frame, width: int, height: int) -> tuple[float, ...]:
+    """fx, fy, cx, cy, then the lens (see _lens) when the frame has one."""
     cam, where = frame.camera, frame.source
     for key, actual in (("w", width), ("h", height)):
         declared = _number(where, cam, key)
@@ -139,7 +209,9 @@ def _intrinsics(frame: _Frame, width: int, height: int) -> tuple[float, float, f
     fy = _focal(where, cam, "fl_y", "camera_angle_y", height) or fx
     cx = _number(where, cam, "cx")
     cy = _number(where, cam, "cy")
-    return fx, fy, width / 2 if cx is None else cx, height / 2 if cy is None else cy
+    pinhole = (fx, fy, width / 2 if cx is None else cx, height / 2 if cy is None else cy)
+    lens = _lens(frame)
+    return pinhole if lens is None else pinhole + lens
 
 
 def _read_image(path: Path, background: np.ndarray) -> np.ndarray:
@@ -181,7 +253,8 @@ def _area_downscale(img: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _load_split(name: str, frames: list[_Frame], downscale: int, background: np.ndarray) -> Split:
-    def load(frame: _Frame) -> tuple[np.ndarray, tuple[int, int], tuple[float, float, float, float]]:
+    def load(frame: _Frame) -> tuple[np.ndarray, tuple[int, int], tuple[float, ...]]:
+        assert frame.image is not None  # missing images were filtered out before
         img = _read_image(frame.image, background)
         h, w = img.shape[:2]
         return _area_downscale(img, downscale), (w, h), _intrinsics(frame, w, h)
@@ -194,14 +267,21 @@ def _load_split(name: str, frames: list[_Frame], downscale: int, background: np.
         if size != first_size:
             raise DatasetError(
                 f"{frame.image}: image is {size[0]}x{size[1]}, the {name} split's first image "
-                f"({frames[0].image.name}) is {first_size[0]}x{first_size[1]}")
+                f"({frames[0].listed.name}) is {first_size[0]}x{first_size[1]}")
     if first_size[0] // downscale < 1 or first_size[1] // downscale < 1:
         raise DatasetError(f"{frames[0].image}: {first_size[0]}x{first_size[1]} is too small for downscale {downscale}")
     images = torch.from_numpy(np.stack([img for img, _, _ in loaded]))
-    intrinsics = torch.tensor([k for _, _, k in loaded], dtype=torch.float64) / downscale
+    # A pinhole row padded with zero coefficients is the same camera in the radial-tangential model.
+    columns = LENS_COLUMNS if any(len(k) > PINHOLE_COLUMNS for _, _, k in loaded) else PINHOLE_COLUMNS
+    rows = np.zeros((len(loaded), columns), dtype=np.float64)
+    for row, (_, _, k) in zip(rows, loaded):
+        row[: len(k)] = k
+    # Downscaling by N maps pixel positions p to p / N: focal lengths and principal point scale, the
+    # distortion coefficients (on normalised coordinates) and the model code do not.
+    rows[:, :PINHOLE_COLUMNS] /= downscale
     c2w = torch.from_numpy(np.stack([f.c2w for f in frames]))
-    return Split(images=images, c2w=c2w.float(), intrinsics=intrinsics.float(),
-                 width=images.shape[2], height=images.shape[1], paths=[f.image for f in frames])
+    return Split(images=images, c2w=c2w.float(), intrinsics=torch.from_numpy(rows.astype(np.float32)),
+                 width=images.shape[2], height=images.shape[1], paths=[f.image for f in frames if f.image])
 
 
 def _parse_aabb(path: Path, meta: dict[str, Any]) -> torch.Tensor | None:
@@ -216,6 +296,51 @@ def _parse_aabb(path: Path, meta: dict[str, Any]) -> torch.Tensor | None:
     return torch.from_numpy(box).float()
 
 
+def _parse_ngp_box(path: Path, meta: dict[str, Any]) -> SceneBox | None:
+    """instant-ngp's box (trainer.scene_box.ngp_box) for the file's `aabb_scale`, with its `scale`
+    and `offset` keys when present."""
+    if "aabb_scale" not in meta:
+        return None
+    where = str(path)
+    aabb_scale = _number(where, meta, "aabb_scale")
+    if aabb_scale is None or aabb_scale <= 0:
+        raise DatasetError(f"{path}: 'aabb_scale' must be a positive number, got {meta['aabb_scale']!r}")
+    scale = _number(where, meta, "scale")
+    if scale is not None and scale <= 0:
+        raise DatasetError(f"{path}: 'scale' must be positive, got {scale}")
+    offset = meta.get("offset", list(NGP_OFFSET))
+    try:
+        off = np.broadcast_to(np.asarray(offset, dtype=np.float64), (3,))
+    except (ValueError, TypeError):
+        off = np.full(3, np.nan)
+    if not np.isfinite(off).all():
+        raise DatasetError(f"{path}: 'offset' must be a number or 3 numbers, got {offset!r}")
+    return ngp_scene_box(aabb_scale, NGP_SCALE if scale is None else scale,
+                         (float(off[0]), float(off[1]), float(off[2])))
+
+
+def _hold_out(frames: list[_Frame]) -> tuple[list[_Frame], list[_Frame]]:
+    """(train, test): frames 0, 8, 16, ... are the test views."""
+    return [f for i, f in enumerate(frames) if i % HOLDOUT_EVERY], frames[::HOLDOUT_EVERY]
+
+
+def _test_frames(root: Path, notes: list[str]) -> tuple[Path | None, dict[str, Any], list[_Frame], list[str]]:
+    """The first of transforms_test.json, transforms_val.json that has frames with images, with its
+    metadata and those frames; otherwise (None, {}, [], why each file there was passed over)."""
+    passed_over = []
+    for path in (root / "transforms_test.json", root / "transforms_val.json"):
+        if not path.is_file():
+            continue
+        meta = _read_json(path)
+        frames = _parse_frames(path, meta, root)
+        present = _present(path, frames, notes)
+        if present:
+            return path, meta, present, []
+        passed_over.append(f"{path}: has no frames" if not frames else
+                           f"{path}: none of its {len(frames)} images exist (first: {frames[0].listed})")
+    return None, {}, [], passed_over
+
+
 def load_dataset(root: Path, downscale: int = 1,
                  background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Dataset:
     root = Path(root)
@@ -223,60 +348,74 @@ def load_dataset(root: Path, downscale: int = 1,
         raise DatasetError(f"{root}: no such dataset directory")
     if not isinstance(downscale, int) or downscale < 1:
         raise DatasetError(f"{root}: downscale must be a positive integer, got {downscale!r}")
+    notes: list[str] = []
     train_file, single_file = root / "transforms_train.json", root / "transforms.json"
     if train_file.is_file():
-        train_meta = _read_json(train_file)
-        train_frames = _parse_frames(train_file, train_meta, root)
-        # A missing test file falls back to val, then to holding out every 8th training frame.
-        test_file = next((p for p in (root / "transforms_test.json", root / "transforms_val.json") if p.is_file()),
-                         None)
-        if test_file is not None:
-            test_meta = _read_json(test_file)
-            test_frames = _parse_frames(test_file, test_meta, root)
-        else:
-            test_meta, test_file = {}, train_file
-            test_frames = train_frames[::HOLDOUT_EVERY]
-            train_frames = [f for i, f in enumerate(train_frames) if i % HOLDOUT_EVERY]
-        aabb = _parse_aabb(train_file, train_meta)
-        if aabb is None:
-            aabb = _parse_aabb(test_file, test_meta)
+        metas = [_read_json(train_file)]
+        listed = _parse_frames(train_file, metas[0], root)
     elif single_file.is_file():
-        meta = _read_json(single_file)
-        frames = _parse_frames(single_file, meta, root)
-        if len(frames) < 2:
-            raise DatasetError(f"{single_file}: needs at least 2 frames (every {HOLDOUT_EVERY}th is held out for testing)")
-        train_file = test_file = single_file
-        test_frames = frames[::HOLDOUT_EVERY]
-        train_frames = [f for i, f in enumerate(frames) if i % HOLDOUT_EVERY]
-        aabb = _parse_aabb(single_file, meta)
+        train_file = single_file
+        metas = [_read_json(single_file)]
+        listed = _parse_frames(single_file, metas[0], root)
     else:
         raise DatasetError(f"{root}: no transforms_train.json or transforms.json")
-    if not train_frames:
+    frames = _present(train_file, listed, notes)
+    if listed and not frames:
+        raise DatasetError(f"{train_file}: none of its {len(listed)} images exist (first: {listed[0].listed})")
+    test_file: Path | None = None
+    test_frames: list[_Frame] = []
+    if train_file != single_file:
+        test_file, test_meta, test_frames, passed_over = _test_frames(root, notes)
+        if test_file is not None:
+            metas.append(test_meta)
+        elif passed_over:
+            # one line for the user: why there are no test images, and what is done instead
+            notes.append(f"note: {'; '.join(passed_over)}; so every {HOLDOUT_EVERY}th training view is held out "
+                         "for testing instead")
+    if test_file is None:
+        if train_file == single_file and len(frames) < 2:
+            raise DatasetError(f"{train_file}: needs at least 2 frames with images (every {HOLDOUT_EVERY}th is held "
+                               "out for testing)")
+        frames, test_frames = _hold_out(frames)
+        test_file = train_file
+    if not frames:
         raise DatasetError(f"{train_file}: the train split is empty")
     if not test_frames:
         raise DatasetError(f"{test_file}: the test split is empty")
+    # the box keys: the training file's first, then the test file's
+    aabb = next((b for b in (_parse_aabb(p, m) for p, m in zip((train_file, test_file), metas)) if b is not None),
+                None)
+    ngp = next((b for b in (_parse_ngp_box(p, m) for p, m in zip((train_file, test_file), metas)) if b is not None),
+               None)
     bg = np.asarray(background, dtype=np.float32).reshape(3)
-    return Dataset(root=root, train=_load_split("train", train_frames, downscale, bg),
+    return Dataset(root=root, train=_load_split("train", frames, downscale, bg),
                    test=_load_split("test", test_frames, downscale, bg), aabb=aabb,
-                   background=(float(bg[0]), float(bg[1]), float(bg[2])))
+                   background=(float(bg[0]), float(bg[1]), float(bg[2])), ngp_box=ngp, notes=notes)
 
 
 def camera_rays(c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Origins and unit directions [V*H*W, 3] each, row-major per view (index = (view*H + v)*W + u).
 
-    Pixel (u, v) has its centre at (u + 0.5, v + 0.5); its camera-space direction is
-    ((u + 0.5 - cx)/fx, -(v + 0.5 - cy)/fy, -1) (OpenGL axes: +y up, looking down -z).
+    Pixel (u, v) has its centre at (u + 0.5, v + 0.5); without a lens model its camera-space direction
+    is ((u + 0.5 - cx)/fx, -(v + 0.5 - cy)/fy, -1) (OpenGL axes: +y up, looking down -z). With one
+    (intrinsics [V, 11], see Split), the direction is the lens's exact inverse (trainer.lens), solved
+    once per distinct camera, since views from one camera share their pixel directions.
     """
     c2w = c2w.to(device=device, dtype=torch.float32)
     k = intrinsics.to(device=device, dtype=torch.float32)
     views = c2w.shape[0]
     v, u = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32) + 0.5,
                           torch.arange(width, device=device, dtype=torch.float32) + 0.5, indexing="ij")
-    fx, fy, cx, cy = (k[:, i].view(views, 1, 1) for i in range(4))
-    x = (u - cx) / fx
-    y = -(v - cy) / fy
-    d_cam = torch.stack([x, y, -torch.ones_like(x)], dim=-1)          # [V, H, W, 3]
+    if k.shape[1] == PINHOLE_COLUMNS:
+        fx, fy, cx, cy = (k[:, i].view(views, 1, 1) for i in range(4))
+        x = (u - cx) / fx
+        y = -(v - cy) / fy
+        d_cam = torch.stack([x, y, -torch.ones_like(x)], dim=-1)          # [V, H, W, 3]
+    else:
+        cameras, which = torch.unique(intrinsics.detach().float().cpu(), dim=0, return_inverse=True)
+        per_camera = torch.stack([pixel_directions(cam.to(device), u, v) for cam in cameras])
+        d_cam = per_camera[which.to(device)]
     d_world = torch.einsum("vij,vhwj->vhwi", c2w[:, :3, :3], d_cam)
     dirs = torch.nn.functional.normalize(d_world, dim=-1).reshape(-1, 3)
     origins = c2w[:, None, None, :3, 3].expand(views, height, width, 3).reshape(-1, 3)

@@ -44,15 +44,16 @@ def broken_copy(dataset: Path, tmp_path: Path, how: str) -> Path:
     meta_path = root / "transforms_train.json"
     if how == "malformed":
         meta_path.write_text(meta_path.read_text()[:-10])
-    elif how == "missing_image":
-        (root / "train" / "r_2.png").unlink()
+    elif how == "no_train_image":
+        for image in (root / "train").iterdir():
+            image.unlink()
     return root
 
 
 # test_data.py covers every bad input at the loader; these check the path through the command line.
 @pytest.mark.parametrize("how, names", [
     ("malformed", "transforms_train.json: malformed JSON"),
-    ("missing_image", "train/r_2: missing image"),
+    ("no_train_image", "transforms_train.json: none of its 4 images exist"),
 ])
 def test_bad_dataset_exits_2_with_one_line_and_creates_nothing(dataset: Path, tmp_path: Path, how: str,
                                                                 names: str) -> None:

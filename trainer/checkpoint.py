@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainer.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 
 class CheckpointError(ValueError):
@@ -38,3 +41,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(state).__name__}, not a dict)")
     return state
+
+
+def pack_rows(flags: torch.Tensor) -> torch.Tensor:
+    """A bool vector [N] as bits, 8 to a byte (uint8 [ceil(N/8)], CPU); unpack_rows reverses it."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.packbits(flags.detach().cpu().numpy().astype(bool)))
+
+
+def unpack_rows(packed: torch.Tensor, count: int) -> torch.Tensor:
+    """The bool vector [count] that pack_rows packed (CPU)."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.unpackbits(packed.cpu().numpy(), count=count).astype(bool))

@@ -130,6 +130,8 @@ def _load_data(root: Path, cfg: TrainConfig) -> Dataset:
 
     start = time.time()
     data = load_dataset(root, downscale=cfg.downscale, background=tuple(cfg.background))  # type: ignore[arg-type]
+    for note in data.notes:   # missing images skipped, a test split without images held out, ...
+        log(note)
     log(f"loaded {root}: {len(data.train.paths)} train and {len(data.test.paths)} test views at "
         f"{data.train.width}x{data.train.height} in {time.time() - start:.1f} s")
     return data
@@ -214,10 +216,13 @@ def _train(args: argparse.Namespace) -> int:
     data_root = _data_dir(args.data, run_info, out).resolve()
     from trainer.grid import SparseGrid  # torch loads here, after the quick checks
     from trainer.gridfile import save_grid
-    from trainer.train import TrainingError, run_training
+    from trainer.train import TrainingError, run_training, scene_box_for
 
     device = resolve_device(cfg.device)
     data = _load_data(data_root, cfg)
+    box = scene_box_for(cfg, data)
+    corners = ", ".join("[" + ", ".join(f"{v:.4g}" for v in corner) + "]" for corner in box.box.tolist())
+    log(f"scene box [{corners}] from {box.source}: {box.reason}")
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / "config.json", cfg)
@@ -229,7 +234,7 @@ def _train(args: argparse.Namespace) -> int:
         log(f"{out}/checkpoint.pt: none yet, starting the run from step 0 with its config.json")
     start = time.time()
     try:
-        result = run_training(cfg, data, out, sink, resume=resume, device=device)
+        result = run_training(cfg, data, out, sink, resume=resume, device=device, box=box)
     except TrainingError as e:
         raise _TrainingFailed(str(e)) from None
 

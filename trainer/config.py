@@ -34,8 +34,10 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop training early after this much wall time (0 = no limit)
 
     # --- scene box and grid --------------------------------------------------------------------
-    # World box the grid spans when the dataset gives none (NeRF-synthetic scenes fit in +-1.5).
-    scene_box: list[list[float]] = field(default_factory=lambda: [[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]])
+    # World box the grid spans, [[xmin,ymin,zmin],[xmax,ymax,zmax]]. None (the default): the dataset's
+    # `aabb`, else instant-ngp's box for its `aabb_scale`, else the region its training cameras look
+    # at (trainer/scene_box.py). A box set here overrides all of those.
+    scene_box: list[list[float]] | None = None
     # At each upsampling, shrink the box to the voxels that survived pruning (plus a margin) and make
     # the resolution's longest side the scheduled one: finer voxels for the same memory.
     fit_box: bool = True
@@ -153,3 +155,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"device: must be {', '.join(DEVICE_CHOICES[:-1])} or {DEVICE_CHOICES[-1]}, got {cfg.device!r}")
     if len(cfg.background) != 3:
         raise ValueError(f"background: needs 3 values, got {cfg.background}")
+    if cfg.scene_box is not None:
+        box = cfg.scene_box
+        if (len(box) != 2 or any(len(corner) != 3 for corner in box)
+                or any(hi <= lo for lo, hi in zip(box[0], box[1]))):
+            raise ValueError(f"scene_box: needs [[xmin,ymin,zmin],[xmax,ymax,zmax]] with max > min, got {box}")

@@ -285,10 +285,18 @@ class SparseGrid:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """CPU tensors for a checkpoint (coords rather than links: smaller, and rebuilt exactly)."""
+        """CPU tensors for a checkpoint. Which voxels are active is stored as an occupancy code
+        (encode_voxels: a bitmask or delta-coded indices, at most 4 bytes a voxel and usually about 1,
+        where coordinates take 12), which works because rows are in row-major voxel order; a grid whose
+        rows were not would store its coordinates instead."""
+        flat = flatten(self.coords(), self.resolution).cpu().numpy()
+        if flat.size > 1 and not bool((flat[1:] > flat[:-1]).all()):
+            voxels: dict[str, Any] = {"coords": self.coords().cpu().to(torch.int32)}
+        else:
+            voxels = encode_voxels(flat, self.resolution)
         return {
             "resolution": list(self.resolution),
-            "coords": self.coords().cpu().to(torch.int32),
+            **voxels,
             "density": self.density.detach().cpu().clone(),
             "sh": self.sh.detach().cpu().clone(),
             "aabb": self.aabb.cpu().clone(),
@@ -298,14 +306,51 @@ class SparseGrid:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], device: torch.device | str = "cpu") -> SparseGrid:
         res = tuple(int(v) for v in state["resolution"])
+        resolution = (res[0], res[1], res[2])
+        if "coords" in state:   # checkpoint version 1, or rows out of order
+            coords = state["coords"].long()
+        else:
+            coords = unflatten(torch.from_numpy(decode_voxels(state, resolution)), resolution)
         return cls.from_coords(
-            (res[0], res[1], res[2]),
-            state["coords"].long(),
+            resolution,
+            coords,
             state["density"].to(device),
             state["sh"].to(device),
             state["aabb"],
             int(state["sh_degree"]),
         )
+
+
+# unsigned integer types by byte width, and the signed ones of the same width that torch can store
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_SIGNED = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def encode_voxels(flat: np.ndarray, resolution: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+    """The set of active voxels, given as strictly increasing row-major indices, in the smaller of two
+    lossless codes: {"bitmask": one bit per voxel of the grid} (R³/8 bytes, for dense grids) or
+    {"deltas": the gaps between consecutive indices (the first from 0) in the narrowest unsigned type
+    that holds the largest gap} (N bytes when no gap exceeds 255, for sparse ones)."""
+    cells = resolution[0] * resolution[1] * resolution[2]
+    flat = np.asarray(flat, dtype=np.int64)
+    deltas = np.diff(flat, prepend=0)
+    top = int(deltas.max()) if deltas.size else 0
+    width = next(w for w in (1, 2, 4, 8) if top < 2 ** (8 * w))
+    if (cells + 7) // 8 <= width * flat.size:
+        mask = np.zeros(cells, dtype=bool)
+        mask[flat] = True
+        return {"bitmask": torch.from_numpy(np.packbits(mask))}
+    # stored through a signed view of the same width: torch has no uint16/32/64 storage everywhere
+    return {"deltas": torch.from_numpy(deltas.astype(_UNSIGNED[width]).view(_SIGNED[width]))}
+
+
+def decode_voxels(code: dict[str, Any], resolution: tuple[int, int, int]) -> np.ndarray:
+    """The row-major indices (int64, increasing) that encode_voxels encoded."""
+    if "bitmask" in code:
+        cells = resolution[0] * resolution[1] * resolution[2]
+        return np.flatnonzero(np.unpackbits(code["bitmask"].numpy(), count=cells)).astype(np.int64)
+    raw = code["deltas"].numpy()
+    return np.cumsum(raw.view(_UNSIGNED[raw.itemsize]).astype(np.int64))
 
 
 def flatten(ijk: torch.Tensor, resolution: tuple[int, int, int]) -> torch.Tensor:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.checkpoint import load_checkpoint, pack_rows, save_checkpoint, unpack_rows
 from trainer.config import TrainConfig, check_config
 from trainer.data import Dataset, camera_rays
 from trainer.devices import resolve_device  # noqa: F401  -- re-exported: benchmarks/bench_lego.py imports it here
@@ -37,8 +37,11 @@ from trainer.render import (
     seen_samples,
 )
 from trainer.resample import fitted_box, prune, upsample
+from trainer.scene_box import SceneBox, aabb_scene_box, camera_box, config_scene_box
 
-CHECKPOINT_VERSION = 1
+# 2: voxel coordinates as an occupancy code, optimiser statistics only for the rows that have any,
+# and the scene box (see Trainer.state). Version 1 checkpoints still load.
+CHECKPOINT_VERSION = 2
 
 
 class TrainingError(RuntimeError):
@@ -53,10 +56,17 @@ class TrainResult:
     stats: dict[str, Any] = field(default_factory=dict)  # "stages": one dict per resolution stage
 
 
-def scene_aabb(cfg: TrainConfig, data: Dataset) -> torch.Tensor:
+def scene_box_for(cfg: TrainConfig, data: Dataset) -> SceneBox:
+    """The box the grid spans and why: the config's scene_box, else the dataset's aabb, else
+    instant-ngp's box for its aabb_scale, else the region its training cameras look at."""
+    if cfg.scene_box is not None:
+        return config_scene_box(cfg.scene_box)
     if data.aabb is not None:
-        return data.aabb.to(torch.float32)
-    return torch.tensor(cfg.scene_box, dtype=torch.float32)
+        return aabb_scene_box(data.aabb)
+    if data.ngp_box is not None:
+        return data.ngp_box
+    tr = data.train
+    return camera_box(tr.c2w, tr.intrinsics, tr.width, tr.height)
 
 
 def scene_scale(aabb: torch.Tensor) -> float:
@@ -145,7 +155,9 @@ def rows_remap(n_rows: int, touched: torch.Tensor) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, data: Dataset, out_dir: Path, sink: EventSink, device: torch.device):
+    def __init__(self, cfg: TrainConfig, data: Dataset, out_dir: Path, sink: EventSink, device: torch.device,
+                 box: SceneBox | None = None):
+        """`box`: the scene box when the caller has already chosen it (default: scene_box_for)."""
         check_config(cfg)
         self.cfg = cfg
         self.out_dir = Path(out_dir)
@@ -159,8 +171,13 @@ class Trainer:
         self.image_shape = (tr.images.shape[0], tr.height, tr.width)
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(cfg.seed)
-        self.aabb = scene_aabb(cfg, data)
+        self.box = box if box is not None else scene_box_for(cfg, data)
+        self.aabb = self.box.box.to(torch.float32)
         self.scene_scale = scene_scale(self.aabb)
+        # version-1 checkpoints hold no box: theirs was the dataset's aabb, else the config's box
+        self._v1_box = (aabb_scene_box(data.aabb) if data.aabb is not None else
+                        config_scene_box(cfg.scene_box) if cfg.scene_box is not None else
+                        config_scene_box([[-1.5] * 3, [1.5] * 3]))
         self.grid = self._initial_grid()
         self.sq_density = torch.zeros_like(self.grid.density)
         self.sq_sh = torch.zeros_like(self.grid.sh)
@@ -200,25 +217,50 @@ class Trainer:
 
     # --- checkpoint --------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly. The grid stores its voxels as an
+        occupancy code rather than coordinates (SparseGrid.state_dict). RMSProp's statistics are zero
+        for rows no gradient has reached since they were made (a fresh upsampling, voxels no ray
+        sees), so only the rows with any are stored, with a bit per row saying which."""
+        with torch.no_grad():
+            sq_density = self.sq_density.detach()
+            sq_sh = self.sq_sh.detach()
+            has = (sq_density != 0) | (sq_sh != 0).any(1)
+            rows = pack_rows(has.cpu())
+            sq_density = sq_density[has].cpu().clone()
+            sq_sh = sq_sh[has].cpu().clone()
         return {
             "version": CHECKPOINT_VERSION,
             "step": self.step,
             "stage": self.stage,
             "elapsed": self.elapsed,
             "grid": self.grid.state_dict(),
-            "sq_density": self.sq_density.cpu().clone(),
-            "sq_sh": self.sq_sh.cpu().clone(),
+            "optimiser": {"rows": rows, "sq_density": sq_density, "sq_sh": sq_sh},
             "generator": self.gen.get_state().cpu(),
             "stages": self.stages,
             "config": dataclasses.asdict(self.cfg),
+            "scene_box": self.box.to_json(),
         }
 
     def load(self, state: dict[str, Any]) -> None:
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise TrainingError(f"checkpoint: unsupported version {state.get('version')!r}")
+        version = state.get("version")
+        if version not in (1, CHECKPOINT_VERSION):
+            raise TrainingError(f"checkpoint: unsupported version {version!r}")
         self.grid = SparseGrid.from_state_dict(state["grid"], self.device)
-        self.sq_density = state["sq_density"].to(self.device)
-        self.sq_sh = state["sq_sh"].to(self.device)
+        if version == 1:
+            self.sq_density = state["sq_density"].to(self.device)
+            self.sq_sh = state["sq_sh"].to(self.device)
+            self.box = self._v1_box
+        else:
+            opt = state["optimiser"]
+            has = unpack_rows(opt["rows"], self.grid.n_active).to(self.device)
+            self.sq_density = torch.zeros_like(self.grid.density)
+            self.sq_sh = torch.zeros_like(self.grid.sh)
+            self.sq_density[has] = opt["sq_density"].to(self.device)
+            self.sq_sh[has] = opt["sq_sh"].to(self.device)
+            self.box = SceneBox.from_json(state["scene_box"])
+        # the run keeps the box (and so the density units) it started with
+        self.aabb = self.box.box.to(torch.float32)
+        self.scene_scale = scene_scale(self.aabb)
         self.step = int(state["step"])
         self.stage = int(state["stage"])
         self.elapsed = float(state["elapsed"])
@@ -377,7 +419,8 @@ class Trainer:
         self._close_stage_stats()
         self.grid.refresh_occupancy()
         self.save()
-        return TrainResult(self.grid, self.step, self.elapsed, {"stages": self.stages})
+        return TrainResult(self.grid, self.step, self.elapsed,
+                           {"stages": self.stages, "scene_box": self.box.to_json()})
 
     def _after_step(self, loss: float, loss_mse: float) -> None:
         cfg, step = self.cfg, self.step
@@ -401,10 +444,12 @@ class Trainer:
 
 
 def run_training(
-    cfg: TrainConfig, data: Dataset, out_dir: Path, sink: EventSink, *, resume: bool, device: torch.device
+    cfg: TrainConfig, data: Dataset, out_dir: Path, sink: EventSink, *, resume: bool, device: torch.device,
+    box: SceneBox | None = None,
 ) -> TrainResult:
-    """Trains a grid on data.train; see the module docstring and docs/CONTRACTS.md for the outputs."""
-    trainer = Trainer(cfg, data, Path(out_dir), sink, device)
+    """Trains a grid on data.train; see the module docstring and docs/CONTRACTS.md for the outputs.
+    `box`: the scene box, when the caller has chosen it already (default: scene_box_for)."""
+    trainer = Trainer(cfg, data, Path(out_dir), sink, device, box)
     if resume:
         trainer.load(load_checkpoint(Path(out_dir) / "checkpoint.pt"))
     return trainer.run()

@@ -105,39 +105,40 @@ def sample_voxels(volume: Any, grid_name: str, ijk: np.ndarray) -> np.ndarray:
 class GridBlock:
     """A dense copy of a grid around its non-background voxels, read through Blender."""
 
-    values: np.ndarray  # (x, y, z) or (x, y, z, 3); a rim of at least one background voxel around
+    values: np.ndarray  # (x, y, z) or (x, y, z, 3): the voxels that differ from the background, and a rim
     lo: np.ndarray  # index of values[0, 0, 0]
     active_lo: np.ndarray  # index bounds (inclusive) of the voxels that differ from the background
     active_hi: np.ndarray
-    index_to_world: np.ndarray  # 4×4, column vectors
+    index_to_world: np.ndarray  # 4×4, column vectors: index (a voxel's centre) → object space
 
 
-def read_block(volume_obj: Any, grid_name: str, background: float = 0.0) -> GridBlock:
-    """Every voxel inside the object's bounds (which Blender makes cover all active voxels) plus a
-    rim; `active_*` bound those that differ from `background` (the add-on's writer activates exactly
-    those for density)."""
+def read_block(volume_obj: Any, grid_name: str, background: float = 0.0, rim: int = 1) -> GridBlock:
+    """Every voxel that differs from `background` (for density, the add-on's writer activates exactly
+    those) and `rim` voxels around them. It reads all voxels inside the object's bounds, which Blender
+    makes cover the active ones (whole 8³ leaves on 4.x), plus a margin."""
     m = index_to_world(volume_obj, grid_name)
     depsgraph = bpy.context.evaluated_depsgraph_get()
     corners = np.array([tuple(c) for c in volume_obj.evaluated_get(depsgraph).bound_box], np.float64)
     ijk = (corners - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
-    lo = np.floor(ijk.min(0)).astype(np.int64) - 2
-    hi = np.ceil(ijk.max(0)).astype(np.int64) + 2
+    margin = rim + 1
+    lo = np.floor(ijk.min(0)).astype(np.int64) - margin
+    hi = np.ceil(ijk.max(0)).astype(np.int64) + margin
     axes = [np.arange(a, b + 1) for a, b in zip(lo, hi)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     values = sample_voxels(volume_obj, grid_name, grid)
-    shape = tuple(int(b - a + 1) for a, b in zip(lo, hi))
-    values = values.reshape(*shape, *values.shape[1:])
+    values = values.reshape(*(len(a) for a in axes), *values.shape[1:])
     differs = values != np.float32(background)
     if differs.ndim == 4:
         differs = differs.any(-1)
     found = np.argwhere(differs)
     if len(found) == 0:
-        active_lo = active_hi = np.full(3, -1, np.int64)
-    else:
-        active_lo, active_hi = found.min(0) + lo, found.max(0) + lo
-        # Bounds that reached the block's edge would mean Blender's bounds missed active voxels.
-        assert np.all(found.min(0) > 0) and np.all(found.max(0) < np.array(shape) - 1), "bounds too tight"
-    return GridBlock(values, lo, active_lo, active_hi, m)
+        empty = np.zeros((0, 0, 0, *values.shape[3:]), values.dtype)
+        return GridBlock(empty, lo, np.full(3, -1), np.full(3, -1), m)
+    # Found voxels within a margin of the block's edge would mean Blender's bounds missed some.
+    assert np.all(found.min(0) >= margin) and np.all(found.max(0) < np.array(differs.shape) - margin), "bounds"
+    start, stop = found.min(0) - rim, found.max(0) + rim + 1
+    block = values[tuple(slice(a, b) for a, b in zip(start, stop))].copy()
+    return GridBlock(block, lo + start, lo + found.min(0), lo + found.max(0), m)
 
 
 # The binding, where this Blender build has one (not the 4.2 wheel): a reader independent of Blender's

@@ -1,10 +1,12 @@
-"""Import time of 128³ and 256³ grids (read the .npz, build the VDB arrays, write the VDB with
-Blender's openvdb, create the Volume object), in real Blender:
+"""Import time of 128³ and 256³ grids (read the .npz, build the VDB arrays, write the VDB with the
+add-on's numpy writer, create the Volume object and its material), in real Blender:
 
     .venv-blender/bin/python benchmarks/bench_import.py [--occupancy 0.1] [--sizes 128 256] [--smoke]
 
 The grids are random with the given share of active voxels and SH degree 2 (what the trainer's
-presets write). Prints one line per size with the time of each stage. --smoke runs a 16³ grid in a
+presets write; 0.1 of 256³ is the ~1.7 M voxel case), imported with their view-dependent colour
+(--view-independent: the DC colour only). Prints one line per size with the time of each stage and
+the .vdb file's size. --smoke runs a 16³ grid in a
 second or two, so that the tests can check that this script still runs against the current API
 (tests/blender/test_benchmarks_smoke.py); its figures mean nothing.
 """
@@ -49,6 +51,7 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--occupancy", type=float, default=0.1)
     p.add_argument("--smoke", action="store_true", help="a tiny grid, to check that the script runs")
+    p.add_argument("--view-independent", action="store_true", help="write and show the DC colour only")
     args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:])
     if args.smoke:
         args.sizes = [16]
@@ -60,14 +63,17 @@ def main() -> None:
             t0 = time.perf_counter()
             grid = read_grid(path)
             t1 = time.perf_counter()
-            arrays = build_vdb_arrays(grid)  # colour space is the material's business (vdb_arrays.py)
+            view_dependent = not args.view_independent
+            arrays = build_vdb_arrays(grid, view_dependent=view_dependent)  # colour space: the material's business
             t2 = time.perf_counter()
             write_vdb(arrays, str(Path(tmp) / f"probe{res}.vdb"))
             t3 = time.perf_counter()
-            result = import_grid(bpy.context.scene, path)  # the whole operator path, end to end
+            # the whole operator path, end to end
+            result = import_grid(bpy.context.scene, path, view_dependent=view_dependent)
             print(
-                f"import {res}^3, {grid.num_voxels:,} active voxels: read {t1 - t0:.2f} s, arrays {t2 - t1:.2f} s, "
-                f"write VDB {t3 - t2:.2f} s; full import {result.seconds:.2f} s",
+                f"import {res}^3, {grid.num_voxels:,} active voxels, SH degree {result.shown_degree} shown: "
+                f"read {t1 - t0:.2f} s, arrays {t2 - t1:.2f} s, write VDB {t3 - t2:.2f} s; "
+                f"full import {result.seconds:.2f} s, .vdb {result.vdb_bytes / 1e6:.1f} MB",
                 flush=True,
             )
 

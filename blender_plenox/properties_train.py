@@ -219,6 +219,13 @@ class PlenoxImportSettings(bpy.types.PropertyGroup):
         items=COLOR_SPACE_ITEMS,
         default="LINEAR",
     )
+    view_independent_only: BoolProperty(  # type: ignore[valid-type]
+        name="View-Independent Colour Only",
+        description="Write and show only each voxel's view-independent colour: a lighter file and "
+        "material, but the volume looks the same from every side. Off: the grid's spherical harmonics "
+        "are evaluated from the view direction, as the trainer renders them",
+        default=False,
+    )
     status: StringProperty(name="Status", description="What the last import did", default="")  # type: ignore[valid-type]
 
 

@@ -7,13 +7,21 @@ Only the box around the active voxels is made dense (plus a one-voxel rim, so th
 fall-off to zero at the edge is inside the block), which keeps 256³ grids cheap.
 
 Contract 4 v2: the field clamps after interpolation, σ = max(0, trilinear(density)) and
-c = max(0, trilinear(C0·sh_dc + 0.5)). So the blocks hold raw signed values, Cycles interpolates them,
-and the material clamps (volume_object.py). Colour-space conversion happens there too, after the clamp.
+c(d) = max(0, Σ_k Y_k(d)·trilinear(sh_k) + 0.5). So the blocks hold raw signed values, Cycles
+interpolates them, and the material sums and clamps (volume_object.py, sh_nodes.py). Colour-space
+conversion happens there too, after the clamp.
+
+The colour is split so that the view-independent path needs no SH grid: `color` holds the DC value
+C0·sh_0 + 0.5 (background 0.5, an inactive voxel's), and `sh_rest` the coefficients of bands 1 and up
+(background 0). Interpolation is linear, so trilinear(C0·sh_0 + 0.5) + Σ_{k≥1} Y_k·trilinear(sh_k)
+is exactly the contract's sum. Every colour grid is active on the same voxels, `kept`, which include
+every voxel with density: an inactive colour voxel next to an active density voxel would read the
+background instead of the voxel's own colour.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -37,6 +45,13 @@ class VdbArrays:
     origin: np.ndarray  # float64 (3,), world position of index (0, 0, 0)'s sample
     color_background: float
     active_voxels: int
+    # bool (dx, dy, dz): the kept voxels, on which every colour grid is active; None (arrays built by
+    # hand): voxels with density or a colour off the background.
+    kept: np.ndarray | None = None
+    # float32 (M, K − 1, 3): per kept voxel in the C order of `kept` (np.argwhere), the R, G, B
+    # coefficients of SH basis functions 1..K−1; K − 1 = 0 when only the view-independent colour is written.
+    sh_rest: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.float32))
+    sh_degree: int = 0  # the degree `sh_rest` holds: K = (sh_degree + 1)²
 
     def index_to_world_rows(self) -> list[list[float]]:
         """4×4 affine matrix in OpenVDB's row-vector layout (translation in the last row)."""
@@ -82,8 +97,9 @@ def _near(kept: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return near
 
 
-def build_vdb_arrays(grid: PlenoxGrid, min_density: float = 0.0) -> VdbArrays:
-    """Dense raw density and DC-value blocks over the kept voxels' box, with the cell-centre transform.
+def build_vdb_arrays(grid: PlenoxGrid, min_density: float = 0.0, view_dependent: bool = True) -> VdbArrays:
+    """Dense raw density and DC-value blocks over the kept voxels' box, with the cell-centre transform,
+    and (view_dependent and degree > 0) the kept voxels' higher SH coefficients.
 
     Voxels with 0 < density ≤ min_density are dropped (density 0, colour background), so they become
     inactive in the VDB. Voxels with density ≤ 0 are kept next to a kept positive voxel: they pull the
@@ -98,6 +114,8 @@ def build_vdb_arrays(grid: PlenoxGrid, min_density: float = 0.0) -> VdbArrays:
     density = grid.density[keep]
     color = grid.dc_value()[keep]
     background = INACTIVE_COLOR
+    sh_degree = int(grid.sh_degree) if view_dependent else 0
+    k_rest = (sh_degree + 1) ** 2 - 1
 
     voxel_size = grid.voxel_size
     origin = grid.aabb[0] + 0.5 * voxel_size
@@ -110,6 +128,9 @@ def build_vdb_arrays(grid: PlenoxGrid, min_density: float = 0.0) -> VdbArrays:
             origin=origin,
             color_background=background,
             active_voxels=0,
+            kept=np.zeros((1, 1, 1), bool),
+            sh_rest=np.zeros((0, k_rest, 3), np.float32),
+            sh_degree=sh_degree,
         )
     lo = coords.min(0) - 1
     hi = coords.max(0) + 2
@@ -119,6 +140,13 @@ def build_vdb_arrays(grid: PlenoxGrid, min_density: float = 0.0) -> VdbArrays:
     dense_density[local[:, 0], local[:, 1], local[:, 2]] = density
     dense_color = np.full(shape + (3,), background, np.float32)
     dense_color[local[:, 0], local[:, 1], local[:, 2]] = color
+    kept = np.zeros(shape, bool)
+    kept[local[:, 0], local[:, 1], local[:, 2]] = True
+    sh_rest = np.zeros((len(coords), k_rest, 3), np.float32)
+    if k_rest:
+        # C order of the block = ascending flat index; (N, 3, K) → (N, K − 1, 3): one vec3 per coefficient.
+        order = np.argsort(np.ravel_multi_index(local.T, shape), kind="stable")
+        sh_rest = np.ascontiguousarray(grid.sh[keep][order][:, :, 1:].transpose(0, 2, 1), np.float32)
     return VdbArrays(
         density=dense_density,
         color=dense_color,
@@ -127,4 +155,7 @@ def build_vdb_arrays(grid: PlenoxGrid, min_density: float = 0.0) -> VdbArrays:
         origin=origin,
         color_background=background,
         active_voxels=int(coords.shape[0]),
+        kept=kept,
+        sh_rest=sh_rest,
+        sh_degree=sh_degree,
     )

@@ -26,6 +26,10 @@ value arrays are empty. Strings are uint32 length + bytes; everything is little-
 
 Semantics mirror `Grid.copyFromArray(array, ijk=offset, tolerance=0)`: a voxel is active when its
 value differs from the background (any component for vec3), unless the caller passes `active`.
+With `active` given, `values` may instead hold only the active voxels' values, in the C order of the
+mask (np.argwhere(active)): a grid with many voxels per coefficient (SH) then never needs a dense
+block. Grids that pass the same `active` array (the same object) at the same offset share one tree
+layout, computed once per file.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ class VdbGrid:
     """One grid: a dense block of values placed at an integer index offset.
 
     values: float32 (X, Y, Z) for a float grid, (X, Y, Z, 3) for a vec3s grid; values[0, 0, 0] is
-        voxel `offset`.
+        voxel `offset`. With `active`: or (M,) / (M, 3), the M active voxels' values in the mask's C order.
     transform: index→world, either 4×4 rows with the translation in the last row (what
         VdbArrays.index_to_world_rows() gives) or a pair (scale[3], translation[3]).
     active: bool (X, Y, Z) choosing the active voxels; None: those whose value differs from the
@@ -166,14 +170,30 @@ def _active_mask(values: np.ndarray, background: np.ndarray, active: np.ndarray 
     return active
 
 
-def _build_tree(values: np.ndarray, offset: np.ndarray, active: np.ndarray) -> _Tree:
+@dataclass(frozen=True)
+class _Layout:
+    """Where a mask's active voxels go in the file: the leaves and, per active voxel in file order,
+    its flat index into the block (and, made on demand, its rank in the mask's C order)."""
+
+    origins: np.ndarray
+    masks: np.ndarray
+    counts: np.ndarray
+    bbox: tuple[np.ndarray, np.ndarray] | None
+    flat: np.ndarray  # int64 (N,): flat index into the block of each active voxel, in file order
+    active: np.ndarray
+
+    def c_order_rank(self) -> np.ndarray:
+        """Position of each file-order voxel among the active voxels in C order (np.argwhere's)."""
+        return np.searchsorted(np.flatnonzero(self.active), self.flat)
+
+
+def _layout(offset: np.ndarray, active: np.ndarray) -> _Layout:
     """Cuts the block into 8³ leaves with array ops: only leaves holding an active voxel are kept."""
     shape = np.array(active.shape, np.int64)
-    comps = () if values.ndim == 3 else (3,)
     if not active.any():
-        return _Tree(
+        return _Layout(
             np.zeros((0, 3), np.int64), np.zeros((0, LEAF_MASK_BYTES), np.uint8), np.zeros(0, np.int64),
-            np.zeros((0, *comps), np.float32), None,
+            None, np.zeros(0, np.int64), active,
         )
     lo = offset & ~np.int64(7)  # the leaf-aligned corner at or below the block (floor for negatives too)
     start = offset - lo
@@ -203,17 +223,34 @@ def _build_tree(values: np.ndarray, offset: np.ndarray, active: np.ndarray) -> _
     leaf_base = (corner[:, 0] * sy + corner[:, 1]) * sz + corner[:, 2]
     steps = np.arange(LEAF_SIZE)
     voxel_step = ((steps >> 6) * sy + ((steps >> 3) & 7)) * sz + (steps & 7)
-    active_values = np.take(values.reshape(-1, *comps), leaf_base[leaf_of] + voxel_step[voxel], axis=0)
     # Bounds of the active voxels from the packed rows (8× smaller than the block).
     x_any = np.flatnonzero(rows.reshape(nx * 8, -1).any(axis=1))
     y_any = np.flatnonzero(rows.reshape(nx * 8, ny * 8, nz).any(axis=(0, 2)))
     z_any = np.flatnonzero(np.unpackbits(np.bitwise_or.reduce(rows.reshape(-1, nz), axis=0), bitorder="little"))
-    return _Tree(
+    return _Layout(
         origins=origins,
         masks=masks,
         counts=np.bincount(leaf_of, minlength=len(origins)).astype(np.int64),
-        values=np.ascontiguousarray(active_values, dtype="<f4"),
         bbox=(lo + [x_any[0], y_any[0], z_any[0]], lo + [x_any[-1], y_any[-1], z_any[-1]]),
+        flat=leaf_base[leaf_of] + voxel_step[voxel],
+        active=active,
+    )
+
+
+def _build_tree(values: np.ndarray, layout: _Layout, sparse: bool) -> _Tree:
+    """The layout's leaves with this grid's values: gathered from the dense block, or (sparse) put
+    from C order into file order."""
+    comps = values.shape[1:] if sparse else values.shape[3:]
+    if sparse:
+        active_values = np.take(values, layout.c_order_rank(), axis=0)
+    else:
+        active_values = np.take(values.reshape(-1, *comps), layout.flat, axis=0)
+    return _Tree(
+        origins=layout.origins,
+        masks=layout.masks,
+        counts=layout.counts,
+        values=np.ascontiguousarray(active_values, dtype="<f4").reshape(-1, *comps),
+        bbox=layout.bbox,
     )
 
 
@@ -296,23 +333,41 @@ def _mem_bytes(tree: _Tree, n_upper: int, n_lower: int, value_size: int) -> int:
     return n_upper * upper + n_lower * lower + len(tree.counts) * leaf
 
 
-def _grid_parts(grid: VdbGrid) -> tuple[bytes, list[bytes], np.ndarray]:
-    """(descriptor head, grid metadata + transform + topology, buffers) of one grid."""
+def _grid_parts(grid: VdbGrid, layouts: dict[tuple[int, bytes], _Layout]) -> tuple[bytes, list[bytes], np.ndarray]:
+    """(descriptor head, grid metadata + transform + topology, buffers) of one grid. `layouts` caches
+    tree layouts by (id of the active mask, offset) across the grids of one file."""
     values = np.asarray(grid.values, dtype=np.float32)
-    if values.ndim == 3:
+    sparse = grid.active is not None and values.ndim in (1, 2)
+    value_shape = values.shape[1:] if sparse else values.shape[3:]
+    if values.ndim in (1, 3) and value_shape == ():
         tree_type, value_size = "Tree_float_5_4_3", 4
-    elif values.ndim == 4 and values.shape[3] == 3:
+    elif values.ndim in (2, 4) and value_shape == (3,) and (sparse or values.ndim == 4):
         tree_type, value_size = "Tree_vec3s_5_4_3", 12
     else:
-        raise ValueError(f"grid {grid.name!r}: values must be (X, Y, Z) or (X, Y, Z, 3), got {values.shape}")
+        raise ValueError(
+            f"grid {grid.name!r}: values must be (X, Y, Z) or (X, Y, Z, 3), or (M,) or (M, 3) with `active`, "
+            f"got {values.shape}"
+        )
     background = np.asarray(grid.background, dtype="<f4")
-    if background.shape != values.shape[3:]:
-        raise ValueError(f"grid {grid.name!r}: background shape {background.shape} != value shape {values.shape[3:]}")
+    if background.shape != value_shape:
+        raise ValueError(f"grid {grid.name!r}: background shape {background.shape} != value shape {value_shape}")
     offset = np.asarray(grid.offset, dtype=np.int64).reshape(3)
-    if np.any(offset < INT32_MIN) or np.any(offset + np.array(values.shape[:3]) - 1 > INT32_MAX):
+    if sparse:
+        assert grid.active is not None
+        active = np.asarray(grid.active, dtype=bool)
+        if values.shape[0] != int(np.count_nonzero(active)):
+            raise ValueError(f"grid {grid.name!r}: {values.shape[0]} values for {np.count_nonzero(active)} active voxels")
+    else:
+        active = _active_mask(values, background, grid.active)
+    if np.any(offset < INT32_MIN) or np.any(offset + np.array(active.shape) - 1 > INT32_MAX):
         raise ValueError(f"grid {grid.name!r}: block at {offset.tolist()} leaves OpenVDB's int32 index space")
-    active = _active_mask(values, background, grid.active)
-    tree = _build_tree(values, offset, active)
+    key = (id(grid.active), offset.tobytes())
+    layout = layouts.get(key) if grid.active is not None else None
+    if layout is None:
+        layout = _layout(offset, active)
+        if grid.active is not None:
+            layouts[key] = layout
+    tree = _build_tree(values, layout, sparse)
 
     topology = _topology(tree, background.tobytes())
     lower_starts, _, upper_starts = _internal_nodes(tree)
@@ -332,7 +387,7 @@ def _grid_parts(grid: VdbGrid) -> tuple[bytes, list[bytes], np.ndarray]:
     }
     if grid.grid_class is not None:
         meta["class"] = _str_meta(grid.grid_class)
-    if values.ndim == 4:
+    if value_shape == (3,):
         meta["vector_type"] = _str_meta("invariant")  # not transformed with the grid: a colour
     head = _string(grid.name) + _string(tree_type) + _string("")  # "": not an instance of another grid
     body = [struct.pack("<I", COMPRESS_ACTIVE_MASK), _meta_map(meta), _transform_bytes(grid.transform), *topology]
@@ -354,7 +409,8 @@ def write_vdb_file(path: str | os.PathLike[str], grids: Sequence[VdbGrid], metad
     if any(not n for n in names) or len(set(names)) != len(names):
         raise ValueError(f"grid names must be non-empty and unique, got {names}")
     file_meta = {str(k): _str_meta(str(v)) for k, v in (metadata or {}).items()}
-    parts = [_grid_parts(g) for g in grids]
+    layouts: dict[tuple[int, bytes], _Layout] = {}
+    parts = [_grid_parts(g, layouts) for g in grids]
     with open(path, "wb") as f:
         pos = f.write(_file_header() + _meta_map(file_meta) + struct.pack("<i", len(grids)))
         for head, body, buffers in parts:

@@ -26,6 +26,7 @@ def import_with_settings(context: Any, grid_path: str) -> ImportResult:
         threshold=s.threshold,
         min_density=s.min_density,
         color_space=s.color_space,
+        view_dependent=not s.view_independent_only,
     )
 
 
@@ -68,11 +69,14 @@ class PLENOX_OT_import_volume(bpy.types.Operator):
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
         res = "x".join(map(str, result.resolution))
-        msg = f"Imported {result.active_voxels:,} voxels ({res}) in {result.seconds:.2f} s"
-        if result.sh_degree > 0:
-            # the trainer's renders of such a grid include view-dependent colour; this volume cannot
+        msg = (f"Imported {result.active_voxels:,} voxels ({res}) in {result.seconds:.2f} s, "
+               f"{result.vdb_bytes / 1e6:.1f} MB")
+        if result.shown_degree > 0:
+            msg += f"; view-dependent colour (SH degree {result.shown_degree})"
+        elif result.sh_degree > 0:
+            # the trainer's renders of such a grid include view-dependent colour; this volume does not
             msg += (f"; colour: the view-independent part of SH degree {result.sh_degree}"
-                    " (train without View-Dependent Colour for the closest match)")
+                    " (View-Independent Colour Only)")
         settings.import_settings.status = msg
         if not bpy.app.background:
             show_in_viewport(context)

@@ -23,7 +23,9 @@ class ImportResult:
     active_voxels: int
     resolution: tuple[int, int, int]
     seconds: float
-    sh_degree: int = 0  # > 0: the volume shows only the view-independent part of the grid's colour
+    sh_degree: int = 0  # the grid file's SH degree
+    shown_degree: int = 0  # the degree the volume shows: the file's, or 0 with view-independent colour only
+    vdb_bytes: int = 0
 
 
 def vdb_path_for(grid_path: str) -> str:
@@ -51,18 +53,25 @@ def import_grid(
     threshold: float = 0.0,
     min_density: float = 0.0,
     color_space: ColorSpace = "LINEAR",
+    view_dependent: bool = True,
 ) -> ImportResult:
     """Reads a contract-4 grid and shows it as the Volume object `object_name` (replacing its data).
 
+    view_dependent: write the grid's higher SH coefficients and evaluate them from the view direction
+    in the material; False writes and shows the view-independent colour only (a lighter file).
     Raises GridFileError (one line) for a bad file, before anything in the scene changes.
     """
     start = time.perf_counter()
     grid_path = os.path.abspath(bpy.path.abspath(grid_path))
     grid = read_grid(grid_path)
-    arrays = build_vdb_arrays(grid, min_density=min_density)
-    vdb_path = write_vdb(arrays, vdb_path_for(grid_path), {"source": grid_path, "color_space": color_space})
-    obj = create_or_update(scene, object_name, vdb_path, grid_path, multiplier, threshold, color_space)
+    arrays = build_vdb_arrays(grid, min_density=min_density, view_dependent=view_dependent)
+    meta = {"source": grid_path, "color_space": color_space, "sh_degree": str(arrays.sh_degree)}
+    vdb_path = write_vdb(arrays, vdb_path_for(grid_path), meta)
+    obj = create_or_update(scene, object_name, vdb_path, grid_path, multiplier, threshold, color_space, arrays.sh_degree)
     _remove_stale(grid_path, vdb_path)
     res = tuple(int(v) for v in grid.resolution)
     seconds = time.perf_counter() - start
-    return ImportResult(obj, vdb_path, arrays.active_voxels, res, seconds, int(grid.sh_degree))  # type: ignore[arg-type]
+    return ImportResult(
+        obj, vdb_path, arrays.active_voxels, res, seconds,  # type: ignore[arg-type]
+        int(grid.sh_degree), arrays.sh_degree, os.path.getsize(vdb_path),
+    )

@@ -13,6 +13,11 @@ from ..io.vdb_file import VdbGrid, differs_from, write_vdb_file
 
 DENSITY_GRID = "density"
 COLOR_GRID = "color"
+SH_GRID_PREFIX = "sh"  # sh1 … sh{K−1}: one vec3 grid (R, G, B) per SH basis function after the DC one
+
+
+def sh_grid_name(k: int) -> str:
+    return f"{SH_GRID_PREFIX}{k}"
 
 
 def load_openvdb():  # type: ignore[no-untyped-def]
@@ -27,19 +32,25 @@ def load_openvdb():  # type: ignore[no-untyped-def]
 
 
 def vdb_grids(arrays: VdbArrays) -> list[VdbGrid]:
-    """The density (fog volume) and colour grids. Voxels equal to the background stay inactive, so
-    only the active region costs memory; but a voxel with density keeps its colour active even when
-    that colour equals the background: otherwise a grid whose every colour is the background has no
-    active voxel at all, and Cycles reads colour 0 from the empty grid (a black volume)."""
+    """The density (fog volume) grid, the colour (DC value) grid and one grid per higher SH
+    coefficient. Density is active where it is non-zero. Every colour grid is active on all kept
+    voxels, even where the value equals its background: a colour grid inactive where density is
+    active reads the background there, and one whose every value is the background would be empty
+    (Cycles then reads 0 from it: a black volume). They share one mask object, so the writer lays out
+    their trees once."""
     transform = arrays.index_to_world_rows()
     density_active = arrays.density != 0.0
     bg = float(arrays.color_background)
-    colour = arrays.color
-    colour_active = density_active | differs_from(colour, bg)
-    return [
+    kept = arrays.kept if arrays.kept is not None else density_active | differs_from(arrays.color, bg)
+    grids = [
         VdbGrid(DENSITY_GRID, arrays.density, arrays.offset, transform, 0.0, "fog volume", density_active),
-        VdbGrid(COLOR_GRID, colour, arrays.offset, transform, (bg, bg, bg), active=colour_active),
+        VdbGrid(COLOR_GRID, arrays.color, arrays.offset, transform, (bg, bg, bg), active=kept),
     ]
+    for k in range(arrays.sh_rest.shape[1]):
+        grids.append(
+            VdbGrid(sh_grid_name(k + 1), arrays.sh_rest[:, k], arrays.offset, transform, (0.0, 0.0, 0.0), active=kept)
+        )
+    return grids
 
 
 def write_vdb(arrays: VdbArrays, path: str, metadata: dict[str, str] | None = None) -> str:

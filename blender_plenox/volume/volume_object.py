@@ -1,12 +1,14 @@
 """The Volume object in the "Reconstruction" collection and its emission-absorption material.
 
 The material reproduces the trainer's rendering model (DESIGN.md): absorption with density σ and
-emission σ·c, where c is the view-independent colour, with σ read from the `density` grid (already in
-world units) times a multiplier, and zeroed below a threshold.
+emission σ·c, with σ read from the `density` grid (already in world units) times a multiplier, and
+zeroed below a threshold. c is the view-independent colour (the `color` grid) or, for a grid imported
+with its SH degree d > 0, that plus the node group "Plenoxels SH degree d" (sh_nodes.py), which adds
+Σ_{k≥1} Y_k(view direction)·sh_k from the grids sh1 … sh{K−1}.
 
 Contract 4 v2: the grids hold raw signed values, Cycles interpolates them trilinearly, and the material
-clamps right after the Attribute nodes, σ = max(0, density) and c = max(0, colour), which is the
-trainer's field. The threshold and multiplier act on the clamped σ; the optional sRGB → scene-linear
+clamps right after the Attribute nodes (after the SH group for colour), σ = max(0, density) and
+c = max(0, colour [+ Σ Y_k·sh_k]), which is the trainer's field. The threshold and multiplier act on the clamped σ; the optional sRGB → scene-linear
 conversion acts on the clamped c (it is non-linear, so it must follow interpolation, not precede it).
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 import bpy
 
 from ..compat import node_tree_of, volume_object_matrix
+from .sh_nodes import build_group
 from .vdb_writer import COLOR_GRID, DENSITY_GRID
 
 COLLECTION_NAME = "Reconstruction"
@@ -27,6 +30,7 @@ NODE_MULTIPLIER = "Density Multiplier"
 NODE_THRESHOLD = "Density Threshold"
 NODE_DENSITY_CLAMP = "Density Clamp"  # marks a material built for contract 4 v2
 NODE_COLOR_CLAMP = "Color Clamp"
+NODE_SH = "View-Dependent Colour"  # the SH group node, in materials of degree > 0
 SRGB_LINEAR_BELOW = 0.04045  # IEC 61966-2-1: c/12.92 below, ((c + 0.055)/1.055)^2.4 from here up
 
 
@@ -77,12 +81,14 @@ def _srgb_to_linear(nt: Any, colour_out: Any, x: float) -> Any:
     return join.outputs[0]
 
 
-def material_name(color_space: str) -> str:
-    return MATERIAL_NAME_TRAINER if color_space == "TRAINER" else MATERIAL_NAME
+def material_name(color_space: str, sh_degree: int = 0) -> str:
+    """One material per colour space and SH degree: volumes of the same kind share it."""
+    base = MATERIAL_NAME if sh_degree == 0 else f"{MATERIAL_NAME} SH{sh_degree}"
+    return f"{base} (trainer colours)" if color_space == "TRAINER" else base
 
 
-def build_material(name: str = MATERIAL_NAME, linear: bool = True) -> Any:
-    """σ = max(0, density)·multiplier·(σ > threshold); c = max(0, colour) [→ linear];
+def build_material(name: str = MATERIAL_NAME, linear: bool = True, sh_degree: int = 0) -> Any:
+    """σ = max(0, density)·multiplier·(σ > threshold); c = max(0, colour [+ SH group]) [→ linear];
     Volume = Absorption(σ) + Emission(σ·c)."""
     mat = bpy.data.materials.get(name) or bpy.data.materials.new(name)
     nt: Any = node_tree_of(mat)
@@ -123,7 +129,15 @@ def build_material(name: str = MATERIAL_NAME, linear: bool = True) -> Any:
     links.new(gated.outputs[0], scaled.inputs[0])
     links.new(scaled.outputs[0], absorb.inputs["Density"])
     links.new(scaled.outputs[0], emit.inputs["Strength"])
-    links.new(color.outputs["Color"], clamp_color.inputs[0])
+    if sh_degree > 0:
+        sh = n.new("ShaderNodeGroup")
+        sh.node_tree = build_group(sh_degree)
+        sh.name = sh.label = NODE_SH
+        sh.location = (-1000, -500)
+        links.new(color.outputs["Vector"], sh.inputs[0])
+        links.new(sh.outputs[0], clamp_color.inputs[0])
+    else:
+        links.new(color.outputs["Color"], clamp_color.inputs[0])
     colour_out = clamp_color.outputs[0]
     if linear:
         colour_out = _srgb_to_linear(nt, colour_out, -600)
@@ -155,6 +169,7 @@ def create_or_update(
     multiplier: float = 1.0,
     threshold: float = 0.0,
     color_space: str = "LINEAR",
+    sh_degree: int = 0,
 ) -> Any:
     """Shows `vdb_path` on the Volume object `name` (made if missing); re-importing replaces its data."""
     coll = reconstruction_collection(scene)
@@ -173,11 +188,17 @@ def create_or_update(
     vol.render.clipping = 0.0
     vol.display.density = 1.0
     vol.display.interpolation_method = "LINEAR"
-    mat_name = material_name(color_space)
+    mat_name = material_name(color_space, sh_degree)
     mat = bpy.data.materials.get(mat_name)
-    # A material from before contract 4 v2 (no clamp node) would render negative densities: rebuild it.
-    if mat is None or mat.node_tree is None or NODE_DENSITY_CLAMP not in mat.node_tree.nodes:
-        mat = build_material(mat_name, linear=color_space != "TRAINER")
+    # A material from before contract 4 v2 (no clamp node) would render negative densities, and one
+    # of degree > 0 without its SH group (or with an outdated one) the wrong colour: rebuild them.
+    nodes: Any = mat.node_tree.nodes if mat is not None and mat.node_tree is not None else None
+    stale = nodes is None or NODE_DENSITY_CLAMP not in nodes
+    if nodes is not None and not stale and sh_degree > 0:
+        group_node = nodes.get(NODE_SH)
+        stale = group_node is None or group_node.node_tree is not build_group(sh_degree)
+    if stale:
+        mat = build_material(mat_name, linear=color_space != "TRAINER", sh_degree=sh_degree)
     set_material_controls(mat, multiplier, threshold)
     vol.materials.append(mat)
     if obj is None:

@@ -298,3 +298,32 @@ def test_colour_stays_active_wherever_density_is_even_when_it_equals_the_backgro
     assert set(d.voxels) == expected_density
     assert set(c.voxels) == expected_density | {(1, 3, 8)}
     assert all(np.array_equal(c.voxels[k], [0.5, 0.5, 0.5]) for k in expected_density)
+
+
+def test_sparse_values_write_the_same_grid_as_a_dense_block(tmp_path):
+    """Values given per active voxel (the mask's C order), as the SH grids are, give the same voxels
+    as the dense block; grids sharing one mask object share its layout and still keep their values."""
+    rng = np.random.default_rng(7)
+    active = rng.random((9, 17, 6)) < 0.3
+    dense = rng.normal(size=(9, 17, 6, 3)).astype(np.float32)
+    dense[~active] = 0.0
+    dense[np.argwhere(active)[0].tolist()] = 0.0  # an active voxel equal to the background stays active
+    other = rng.normal(size=(int(active.sum()), 3)).astype(np.float32)
+    transform = ([0.5, 0.5, 0.5], [1.0, 2.0, 3.0])
+    grids = [
+        VdbGrid("dense", dense, (-5, 3, 100), transform, (0.0, 0.0, 0.0), active=active),
+        VdbGrid("sparse", dense[active], (-5, 3, 100), transform, (0.0, 0.0, 0.0), active=active),
+        VdbGrid("other", other, (-5, 3, 100), transform, (0.0, 0.0, 0.0), active=active),
+    ]
+    write_vdb_file(tmp_path / "s.vdb", grids)
+    _, _, (a, b, c) = parse(tmp_path / "s.vdb")
+    expected = {tuple(int(v) for v in ijk + [-5, 3, 100]): dense[tuple(ijk)] for ijk in np.argwhere(active)}
+    assert set(a.voxels) == set(b.voxels) == set(c.voxels) == set(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(a.voxels[key], value)
+        np.testing.assert_array_equal(b.voxels[key], value)
+    rows = {tuple(int(v) for v in ijk + [-5, 3, 100]): i for i, ijk in enumerate(np.argwhere(active))}
+    for key, row in rows.items():
+        np.testing.assert_array_equal(c.voxels[key], other[row])
+    with pytest.raises(ValueError, match="values for"):
+        write_vdb_file(tmp_path / "bad.vdb", [VdbGrid("x", other[:-1], (0, 0, 0), transform, (0.0, 0.0, 0.0), active=active)])

@@ -23,8 +23,8 @@ FIGURES = {
          rf"first {NUMBER} s, max {NUMBER} s$"),
     ],
     "bench_import.py": [
-        (rf"^import 16\^3, {NUMBER} active voxels: read {NUMBER} s, arrays {NUMBER} s, "
-         rf"write VDB {NUMBER} s; full import {NUMBER} s$"),
+        (rf"^import 16\^3, {NUMBER} active voxels, SH degree 2 shown: read {NUMBER} s, arrays {NUMBER} s, "
+         rf"write VDB {NUMBER} s; full import {NUMBER} s, \.vdb {NUMBER} MB$"),
     ],
     "bench_vdb_write.py": [
         rf"^16\^3 {layout}, {NUMBER} active voxels: numpy {NUMBER} s, {NUMBER} MB; openvdb {NUMBER} s, {NUMBER} MB$"

@@ -192,13 +192,23 @@ def _openvdb_write(arrays: VdbArrays, path: str) -> str:
     colour = vdb.Vec3SGrid((bg, bg, bg))
     colour.copyFromArray(arrays.color, ijk=offset, tolerance=(0.0, 0.0, 0.0))
     colour.name, colour.transform = COLOR_GRID, transform.deepCopy()
-    vdb.write(path, [density, colour])
+    grids = [density, colour]
+    for k in range(arrays.sh_rest.shape[1]):  # the higher SH coefficients, from their sparse rows
+        dense = np.zeros(arrays.color.shape, np.float32)
+        dense[arrays.kept] = arrays.sh_rest[:, k]  # boolean indexing visits the mask in C order
+        sh = vdb.Vec3SGrid((0.0, 0.0, 0.0))
+        sh.copyFromArray(dense, ijk=offset, tolerance=(0.0, 0.0, 0.0))
+        sh.name, sh.transform = f"sh{k + 1}", transform.deepCopy()
+        grids.append(sh)
+    vdb.write(path, grids)
     return path
 
 
-def _render(scene, vdb_path: str, exr: str) -> np.ndarray:
-    obj = create_or_update(scene, "Plenoxels", vdb_path, "grid.npz", color_space="TRAINER")
-    assert {g.name: g.data_type for g in obj.data.grids} == {"density": "FLOAT", "color": "VECTOR_FLOAT"}
+def _render(scene, vdb_path: str, exr: str, sh_degree: int = 0) -> np.ndarray:
+    obj = create_or_update(scene, "Plenoxels", vdb_path, "grid.npz", color_space="TRAINER", sh_degree=sh_degree)
+    expected = {"density": "FLOAT", "color": "VECTOR_FLOAT"} | {
+        f"sh{k}": "VECTOR_FLOAT" for k in range(1, (sh_degree + 1) ** 2)}
+    assert {g.name: g.data_type for g in obj.data.grids} == expected
     return render_linear(scene, exr)
 
 
@@ -214,8 +224,8 @@ def test_blender_renders_our_file_like_an_openvdb_written_one(empty_scene, tmp_p
     np.testing.assert_allclose(np.array(vol.grids["density"].matrix_object), np.array(arrays.index_to_world_rows()).T, atol=1e-6)
     setup_cycles(scene, 24, 20, samples=4, background=(0.1, 0.2, 0.4))
     ortho_camera(scene, (0.0, 0.1, 3.0), 2.4)
-    image_ours = _render(scene, ours, str(tmp_path / "ours.exr"))
-    image_theirs = _render(scene, theirs, str(tmp_path / "theirs.exr"))
+    image_ours = _render(scene, ours, str(tmp_path / "ours.exr"), arrays.sh_degree)
+    image_theirs = _render(scene, theirs, str(tmp_path / "theirs.exr"), arrays.sh_degree)
     assert image_ours.std() > 0.05  # the volume is in view and not flat
     value = psnr(image_ours, image_theirs)
     print(f"Cycles, numpy-written vs openvdb-written VDB: {value:.1f} dB")

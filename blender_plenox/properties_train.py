@@ -68,10 +68,10 @@ class PlenoxTrainSettings(bpy.types.PropertyGroup):
     )
     view_dependent: BoolProperty(  # type: ignore[valid-type]
         name="View-Dependent Colour",
-        description="Train view-dependent colour (the preset's spherical harmonics) instead of one colour "
-        "per voxel. The imported volume shows only the view-independent part; turn on for the trainer's own "
-        "renders (slower, 9x the colour data)",
-        default=False,
+        description="Train view-dependent colour (the preset's spherical harmonics), which the imported "
+        "volume shows from every view direction. Off: one colour per voxel (SH degree 0), a lighter and "
+        "faster training whose volume looks the same from every side",
+        default=True,
     )
     use_overrides: BoolProperty(  # type: ignore[valid-type]
         name="Override Preset",

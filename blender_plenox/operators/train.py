@@ -60,8 +60,9 @@ def build_command(context: Any, python: str) -> tuple[list[str], str]:
     data, out = resolve_dirs(context)
     overrides: dict[str, object] = {}
     if not s.view_dependent:
-        # Blender's volume shows one colour per voxel: train only that (SH degree 0: 3 coefficients
-        # per voxel instead of 27, so also faster and smaller).
+        # One colour per voxel, asked for: SH degree 0 (3 coefficients per voxel instead of 27 at the
+        # presets' degree 2, so faster and smaller). Otherwise the preset's degree, which the imported
+        # volume evaluates from the view direction.
         overrides["sh_degree"] = 0
     if s.use_overrides:
         overrides.update(tp.schedule_overrides(s.final_resolution, s.steps, s.preset))

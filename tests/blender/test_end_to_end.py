@@ -98,6 +98,7 @@ def pipeline(tmp_path_factory, trainer_python):
         t = scene.plenox.train
         t.data_dir, t.output_dir, t.preset, t.device = str(tmp / "dataset"), str(tmp / "run"), "tiny", "cpu"
         t.import_when_done = True
+        t.view_dependent = False  # one colour per voxel: the comparison below is with the trainer's DC render
         t.extra_overrides = "steps=600 upsample_at=[300] prune_at=[100,450]"  # firmer surfaces than 300 steps
         scene.plenox.import_settings.color_space = "TRAINER"  # Raw render below compares the trainer's values
         assert bpy.ops.plenox.train() == {"FINISHED"}, t.error

@@ -48,9 +48,10 @@ class VdbArrays:
     # bool (dx, dy, dz): the kept voxels, on which every colour grid is active; None (arrays built by
     # hand): voxels with density or a colour off the background.
     kept: np.ndarray | None = None
-    # float32 (M, K − 1, 3): per kept voxel in the C order of `kept` (np.argwhere), the R, G, B
-    # coefficients of SH basis functions 1..K−1; K − 1 = 0 when only the view-independent colour is written.
-    sh_rest: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.float32))
+    # float32 (M, 3, K − 1): per kept voxel in the C order of `kept` (np.argwhere), the R, G, B
+    # coefficients of SH basis functions 1..K−1 (grid.sh's layout, often a view of it); K − 1 = 0 when
+    # only the view-independent colour is written.
+    sh_rest: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, 0), np.float32))
     sh_degree: int = 0  # the degree `sh_rest` holds: K = (sh_degree + 1)²
 
     def index_to_world_rows(self) -> list[list[float]]:
@@ -129,7 +130,7 @@ def build_vdb_arrays(grid: PlenoxGrid, min_density: float = 0.0, view_dependent:
             color_background=background,
             active_voxels=0,
             kept=np.zeros((1, 1, 1), bool),
-            sh_rest=np.zeros((0, k_rest, 3), np.float32),
+            sh_rest=np.zeros((0, 3, k_rest), np.float32),
             sh_degree=sh_degree,
         )
     lo = coords.min(0) - 1
@@ -142,11 +143,20 @@ def build_vdb_arrays(grid: PlenoxGrid, min_density: float = 0.0, view_dependent:
     dense_color[local[:, 0], local[:, 1], local[:, 2]] = color
     kept = np.zeros(shape, bool)
     kept[local[:, 0], local[:, 1], local[:, 2]] = True
-    sh_rest = np.zeros((len(coords), k_rest, 3), np.float32)
+    sh_rest = np.zeros((len(coords), 3, 0), np.float32)
     if k_rest:
         # C order of the block = ascending flat index; (N, 3, K) → (N, K − 1, 3): one vec3 per coefficient.
-        order = np.argsort(np.ravel_multi_index(local.T, shape), kind="stable")
-        sh_rest = np.ascontiguousarray(grid.sh[keep][order][:, :, 1:].transpose(0, 2, 1), np.float32)
+        # The trainer writes its voxels in C order already: then no sort, and with every voxel kept no
+        # copy at all (a view of grid.sh; the writer gathers each coefficient's column once).
+        flat = np.ravel_multi_index(local.T, shape)
+        in_order = bool(np.all(flat[1:] > flat[:-1]))
+        if in_order and len(coords) == len(coords_all):
+            sh_rest = grid.sh[:, :, 1:]
+        else:
+            rows = np.flatnonzero(keep)
+            if not in_order:
+                rows = rows[np.argsort(flat, kind="stable")]
+            sh_rest = grid.sh[rows, :, 1:]
     return VdbArrays(
         density=dense_density,
         color=dense_color,

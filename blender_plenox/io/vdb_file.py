@@ -34,6 +34,7 @@ layout, computed once per file.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import uuid
@@ -182,8 +183,10 @@ class _Layout:
     flat: np.ndarray  # int64 (N,): flat index into the block of each active voxel, in file order
     active: np.ndarray
 
+    @functools.cached_property
     def c_order_rank(self) -> np.ndarray:
-        """Position of each file-order voxel among the active voxels in C order (np.argwhere's)."""
+        """Position of each file-order voxel among the active voxels in C order (np.argwhere's);
+        computed once per layout, since every SH grid of a file needs the same one."""
         return np.searchsorted(np.flatnonzero(self.active), self.flat)
 
 
@@ -242,7 +245,7 @@ def _build_tree(values: np.ndarray, layout: _Layout, sparse: bool) -> _Tree:
     from C order into file order."""
     comps = values.shape[1:] if sparse else values.shape[3:]
     if sparse:
-        active_values = np.take(values, layout.c_order_rank(), axis=0)
+        active_values = np.take(values, layout.c_order_rank, axis=0)
     else:
         active_values = np.take(values.reshape(-1, *comps), layout.flat, axis=0)
     return _Tree(

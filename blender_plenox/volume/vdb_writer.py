@@ -46,9 +46,9 @@ def vdb_grids(arrays: VdbArrays) -> list[VdbGrid]:
         VdbGrid(DENSITY_GRID, arrays.density, arrays.offset, transform, 0.0, "fog volume", density_active),
         VdbGrid(COLOR_GRID, arrays.color, arrays.offset, transform, (bg, bg, bg), active=kept),
     ]
-    for k in range(arrays.sh_rest.shape[1]):
+    for k in range(arrays.sh_rest.shape[2]):
         grids.append(
-            VdbGrid(sh_grid_name(k + 1), arrays.sh_rest[:, k], arrays.offset, transform, (0.0, 0.0, 0.0), active=kept)
+            VdbGrid(sh_grid_name(k + 1), arrays.sh_rest[:, :, k], arrays.offset, transform, (0.0, 0.0, 0.0), active=kept)
         )
     return grids
 

@@ -123,13 +123,18 @@ def test_world_bounds_cover_the_active_samples_plus_one_voxel():
 
 
 def test_higher_sh_coefficients_follow_the_kept_mask_in_c_order():
-    """sh_rest row i is the voxel at np.argwhere(kept)[i] + offset: its coefficients 1..K−1 per channel."""
-    grid = random_grid(n=300, sh_degree=2, seed=3)
-    arrays = build_vdb_arrays(grid)
-    assert arrays.sh_degree == 2 and arrays.sh_rest.shape == (arrays.active_voxels, 8, 3)
-    row_of = {tuple(c): i for i, c in enumerate(grid.coords.tolist())}
-    for i, ijk in enumerate(np.argwhere(arrays.kept) + arrays.offset):
-        np.testing.assert_array_equal(arrays.sh_rest[i], grid.sh[row_of[tuple(ijk.tolist())], :, 1:].T)
+    """sh_rest row i is the voxel at np.argwhere(kept)[i] + offset: its coefficients 1..K−1 per channel,
+    whatever order the file lists its voxels in."""
+    shuffled = random_grid(n=300, sh_degree=2, seed=3)
+    order = np.lexsort(shuffled.coords.T[::-1])  # C order, as the trainer writes its voxels
+    in_order = PlenoxGrid(shuffled.resolution, shuffled.aabb, shuffled.coords[order], shuffled.density[order],
+                          shuffled.sh[order], 2)
+    for grid in (shuffled, in_order):
+        arrays = build_vdb_arrays(grid)
+        assert arrays.sh_degree == 2 and arrays.sh_rest.shape == (arrays.active_voxels, 3, 8)
+        row_of = {tuple(c): i for i, c in enumerate(grid.coords.tolist())}
+        for i, ijk in enumerate(np.argwhere(arrays.kept) + arrays.offset):
+            np.testing.assert_array_equal(arrays.sh_rest[i], grid.sh[row_of[tuple(ijk.tolist())], :, 1:])
     light = build_vdb_arrays(grid, view_dependent=False)
-    assert light.sh_degree == 0 and light.sh_rest.shape == (light.active_voxels, 0, 3)
+    assert light.sh_degree == 0 and light.sh_rest.shape == (light.active_voxels, 3, 0)
     np.testing.assert_array_equal(light.color, arrays.color)

@@ -193,9 +193,9 @@ def _openvdb_write(arrays: VdbArrays, path: str) -> str:
     colour.copyFromArray(arrays.color, ijk=offset, tolerance=(0.0, 0.0, 0.0))
     colour.name, colour.transform = COLOR_GRID, transform.deepCopy()
     grids = [density, colour]
-    for k in range(arrays.sh_rest.shape[1]):  # the higher SH coefficients, from their sparse rows
+    for k in range(arrays.sh_rest.shape[2]):  # the higher SH coefficients, from their sparse rows
         dense = np.zeros(arrays.color.shape, np.float32)
-        dense[arrays.kept] = arrays.sh_rest[:, k]  # boolean indexing visits the mask in C order
+        dense[arrays.kept] = arrays.sh_rest[:, :, k]  # boolean indexing visits the mask in C order
         sh = vdb.Vec3SGrid((0.0, 0.0, 0.0))
         sh.copyFromArray(dense, ijk=offset, tolerance=(0.0, 0.0, 0.0))
         sh.name, sh.transform = f"sh{k + 1}", transform.deepCopy()

@@ -70,6 +70,7 @@ def build(out_dir: Path) -> Path:
             zf.write(MANIFEST, "blender_manifest.toml")
             for source, name in package_files(patterns):
                 zf.write(source, name)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a release zip is for everyone to read
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

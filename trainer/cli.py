@@ -336,7 +336,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def _run_summary(run: Path) -> dict[str, Any]:
-    summary: dict[str, Any] = {"run": str(run)}
+    # "path", not "run": run.json's contents go under "run"
+    summary: dict[str, Any] = {"path": str(run)}
     for name in ("config", "run", "metrics"):
         path = run / f"{name}.json"
         if path.is_file():

@@ -132,6 +132,7 @@ def test_spaces_and_non_ascii_letters_in_paths(tmp_path: Path) -> None:
         assert shown.returncode == 0 and error_lines(shown.stderr) == [], shown.stderr[-2000:]
     summary = json.loads(run_env(windows_pipe, "info", out, "--json").stdout)
     assert summary["run"]["data"] == str(data) and summary["grid"]["voxels"] > 0
+    assert summary["path"] == str(out)  # the directory itself, beside run.json's contents
 
 
 def run_env(env: dict[str, str], *args: Any) -> subprocess.CompletedProcess[str]:

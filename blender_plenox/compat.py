@@ -24,6 +24,10 @@ What differs, and where it is handled:
   audio device's delayed-close thread waits on a condition variable that a static destructor then
   destroys (found with gdb on 4.5.15; 5.0.1 exits cleanly; 4.2 has no such thread).
   `unregister_at_exit`.
+- EEVEE's engine id: BLENDER_EEVEE_NEXT in 4.2–4.5, BLENDER_EEVEE in 5.0. Its volumetric settings
+  have the same names on all three (volumetric_tile_size, _samples, _start, _end), but the custom
+  range switch (use_volume_custom_range) is on by default before 5.0 and off in 5.0, where start and
+  end are then ignored. `eevee_engine_id`, `read_eevee_volumetrics`, `write_eevee_volumetrics`.
 """
 
 from __future__ import annotations
@@ -113,3 +117,28 @@ def unregister_at_exit(unregister: Callable[[], None]) -> None:
         return
     _exit_hooks.append(unregister)
     atexit.register(unregister)
+
+
+def eevee_engine_id() -> str:
+    """The render engine id of EEVEE on this version (BLENDER_EEVEE_NEXT in 4.2–4.5)."""
+    engine: Any = bpy.types.RenderSettings.bl_rna.properties["engine"]
+    items = engine.enum_items
+    return "BLENDER_EEVEE_NEXT" if "BLENDER_EEVEE_NEXT" in items else "BLENDER_EEVEE"
+
+
+def read_eevee_volumetrics(eevee: Any) -> tuple[int, int, float | None, float | None]:
+    """The scene's (tile px, samples, start, end); start and end None where EEVEE ignores them."""
+    custom = bool(getattr(eevee, "use_volume_custom_range", True))
+    start, end = (eevee.volumetric_start, eevee.volumetric_end) if custom else (None, None)
+    return int(eevee.volumetric_tile_size), int(eevee.volumetric_samples), start, end
+
+
+def write_eevee_volumetrics(eevee: Any, tile: int, samples: int, start: float | None, end: float | None) -> None:
+    """Sets the froxel grid; a range (both ends) also switches on the custom range where 5.0 needs it."""
+    eevee.volumetric_tile_size = str(tile)
+    eevee.volumetric_samples = samples
+    if start is not None and end is not None:
+        if "use_volume_custom_range" in eevee.bl_rna.properties:
+            eevee.use_volume_custom_range = True
+        eevee.volumetric_start = start
+        eevee.volumetric_end = end

@@ -162,6 +162,7 @@ class VIEW3D_PT_plenox_import(PlenoxPanel):
         layout.prop(s, "object_name")
         layout.prop(s, "color_space")
         layout.prop(s, "view_independent_only")
+        layout.prop(s, "sharp_eevee")
         layout.prop(s, "min_density")
         col = layout.column(align=True)
         col.prop(s, "density_multiplier")

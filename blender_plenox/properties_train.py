@@ -226,6 +226,13 @@ class PlenoxImportSettings(bpy.types.PropertyGroup):
         "are evaluated from the view direction, as the trainer renders them",
         default=False,
     )
+    sharp_eevee: BoolProperty(  # type: ignore[valid-type]
+        name="Sharp EEVEE Volumes",
+        description="Set the scene's EEVEE volumetrics (tile size, samples, start and end seen from the "
+        "active camera) so the viewport and EEVEE renders resolve the grid's voxels; never coarser than "
+        "the scene's settings, undone with the import",
+        default=True,
+    )
     status: StringProperty(name="Status", description="What the last import did", default="")  # type: ignore[valid-type]
 
 

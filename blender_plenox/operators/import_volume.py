@@ -13,6 +13,7 @@ else:
 from bpy.props import StringProperty
 
 from ..io.grid_reader import GridFileError
+from ..volume.eevee_settings import apply_sharp_volumetrics
 from ..volume.importer import ImportResult, import_grid
 
 
@@ -77,6 +78,10 @@ class PLENOX_OT_import_volume(bpy.types.Operator):
             # the trainer's renders of such a grid include view-dependent colour; this volume does not
             msg += (f"; colour: the view-independent part of SH degree {result.sh_degree}"
                     " (View-Independent Colour Only)")
+        if settings.import_settings.sharp_eevee:
+            # bl_options UNDO: Ctrl-Z restores the scene's previous EEVEE settings with the import
+            eevee = apply_sharp_volumetrics(context.scene, result.aabb, result.voxel_size)
+            msg += f"; EEVEE volumetrics: {eevee.describe()}"
         settings.import_settings.status = msg
         if not bpy.app.background:
             show_in_viewport(context)

@@ -26,6 +26,8 @@ class ImportResult:
     sh_degree: int = 0  # the grid file's SH degree
     shown_degree: int = 0  # the degree the volume shows: the file's, or 0 with view-independent colour only
     vdb_bytes: int = 0
+    aabb: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,) * 3, (0.0,) * 3)  # the voxels' world box
+    voxel_size: float = 0.0  # the smallest side of a voxel, in world units
 
 
 def vdb_path_for(grid_path: str) -> str:
@@ -43,6 +45,15 @@ def _remove_stale(grid_path: str, keep: str) -> None:
                 os.remove(old)
             except OSError:
                 pass  # still open elsewhere (Windows): a later import cleans it up
+
+
+def _voxel_box(grid: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The world box of the grid's voxels (the whole grid box when it has none): tighter than the
+    training box, so EEVEE's depth range hugs what is there."""
+    lo, hi = grid.aabb[0], grid.aabb[1]
+    if len(grid.coords):
+        lo, hi = lo + grid.coords.min(0) * grid.voxel_size, lo + (grid.coords.max(0) + 1) * grid.voxel_size
+    return tuple(map(float, lo)), tuple(map(float, hi))
 
 
 def import_grid(
@@ -74,4 +85,5 @@ def import_grid(
     return ImportResult(
         obj, vdb_path, arrays.active_voxels, res, seconds,  # type: ignore[arg-type]
         int(grid.sh_degree), arrays.sh_degree, os.path.getsize(vdb_path),
+        _voxel_box(grid), float(min(grid.voxel_size)),
     )

@@ -17,9 +17,12 @@ from ..volume.eevee_settings import apply_sharp_volumetrics
 from ..volume.importer import ImportResult, import_grid
 
 
-def import_with_settings(context: Any, grid_path: str) -> ImportResult:
+def import_with_settings(context: Any, grid_path: str) -> tuple[ImportResult, str]:
+    """Imports with the Import panel's settings; also the training's own imports (live preview, when
+    done), so their volumes look as sharp in the viewport. Returns the result and, with Sharp EEVEE
+    Volumes on, the EEVEE settings it made ('' otherwise)."""
     s: Any = context.scene.plenox.import_settings
-    return import_grid(
+    result = import_grid(
         context.scene,
         grid_path,
         object_name=s.object_name or "Plenoxels",
@@ -29,6 +32,10 @@ def import_with_settings(context: Any, grid_path: str) -> ImportResult:
         color_space=s.color_space,
         view_dependent=not s.view_independent_only,
     )
+    if not s.sharp_eevee:
+        return result, ""
+    # bl_options UNDO on the operator: Ctrl-Z restores the scene's previous EEVEE settings with the import
+    return result, apply_sharp_volumetrics(context.scene, result.aabb, result.voxel_size).describe()
 
 
 def show_in_viewport(context: Any) -> None:
@@ -64,7 +71,7 @@ class PLENOX_OT_import_volume(bpy.types.Operator):
             self.report({"ERROR"}, "No grid file: choose one in the Import panel or train first")
             return {"CANCELLED"}
         try:
-            result = import_with_settings(context, bpy.path.abspath(path))
+            result, eevee = import_with_settings(context, bpy.path.abspath(path))
         except (GridFileError, RuntimeError, OSError) as err:
             settings.import_settings.status = str(err)
             self.report({"ERROR"}, str(err))
@@ -78,10 +85,8 @@ class PLENOX_OT_import_volume(bpy.types.Operator):
             # the trainer's renders of such a grid include view-dependent colour; this volume does not
             msg += (f"; colour: the view-independent part of SH degree {result.sh_degree}"
                     " (View-Independent Colour Only)")
-        if settings.import_settings.sharp_eevee:
-            # bl_options UNDO: Ctrl-Z restores the scene's previous EEVEE settings with the import
-            eevee = apply_sharp_volumetrics(context.scene, result.aabb, result.voxel_size)
-            msg += f"; EEVEE volumetrics: {eevee.describe()}"
+        if eevee:
+            msg += f"; EEVEE volumetrics: {eevee}"
         settings.import_settings.status = msg
         if not bpy.app.background:
             show_in_viewport(context)

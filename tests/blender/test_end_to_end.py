@@ -330,3 +330,14 @@ def test_cycles_render_agrees_with_the_trainers_render(pipeline, trainer_python)
     # measured 35.2 / 36.0 / 37.2 dB and 0.27 / 0.48 / 0.59 dB over 28 trainings (module docstring)
     assert figures["cycles_vs_trainer_dc_psnr"] >= 30.0
     assert figures["cycles_vs_ground_truth_psnr"] >= figures["trainer_dc_vs_ground_truth_psnr"] - 2.0
+
+
+def test_the_trainings_own_import_sets_sharp_eevee_volumetrics(pipeline):
+    """The volume the training imports when done looks as sharp in the viewport as one from the
+    Import button: its EEVEE volumetrics are finer than the factory scene's 8 px tiles."""
+    from blender_plenox.compat import read_eevee_volumetrics
+
+    scene, _ = pipeline
+    assert scene.plenox.import_settings.sharp_eevee
+    tile, samples, _, _ = read_eevee_volumetrics(scene.eevee)
+    assert tile < 8 and samples >= 64

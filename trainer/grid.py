@@ -81,6 +81,14 @@ class SparseGrid:
         self._occupancy: tuple[int, torch.Tensor, torch.Tensor] | None = None
         self._coords: torch.Tensor | None = None
         self._padded: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Constants the render path needs on every step, built once per grid: a Python number read
+        # from a device tensor, or a small tensor made from Python values, stalls the host on a GPU.
+        res = torch.tensor(self.resolution, dtype=torch.float32)
+        host_vs = (self.aabb[1] - self.aabb[0]).cpu() / res
+        self.voxel_size_host: tuple[float, float, float] = (float(host_vs[0]), float(host_vs[1]), float(host_vs[2]))
+        self._voxel_size = host_vs.to(self.aabb.device)
+        self._res_dev = res.to(links.device)
+        self._block_top: dict[int, torch.Tensor] = {}
 
     # --- geometry --------------------------------------------------------------------------------
     @property
@@ -98,14 +106,20 @@ class SparseGrid:
 
     @property
     def voxel_size(self) -> torch.Tensor:
-        """World size of a voxel along x, y, z [3]."""
-        res = torch.tensor(self.resolution, dtype=torch.float32, device=self.aabb.device)
-        return (self.aabb[1] - self.aabb[0]) / res
+        """World size of a voxel along x, y, z [3], on the grid's device."""
+        return self._voxel_size
 
     @property
     def unit(self) -> float:
         """World length of one voxel (the smallest side): grid-unit density = world density * unit."""
-        return float(self.voxel_size.min())
+        return min(self.voxel_size_host)
+
+    def block_top(self, block: int) -> torch.Tensor:
+        """The largest occupancy-block index per axis [3] (float32, on the device), for clamping."""
+        if block not in self._block_top:
+            top = [(n + block) // block - 1 for n in self.resolution]  # ceil((R + 1) / block) blocks
+            self._block_top[block] = torch.tensor(top, dtype=torch.float32, device=self.device)
+        return self._block_top[block]
 
     def coords(self) -> torch.Tensor:
         """Integer (i, j, k) of each row, int64 [N, 3]; rows are in row-major voxel order."""
@@ -140,7 +154,7 @@ class SparseGrid:
         Empty or out-of-grid corners get row 0 and weight 0, so callers need no masks. With clamp,
         points outside the centres' hull take the border value (used when resampling).
         """
-        res = torch.tensor(self.resolution, device=x.device, dtype=x.dtype)
+        res = self._res_dev
         u = x - 0.5
         if clamp:
             u = torch.minimum(u.clamp(min=0.0), res - 1)
@@ -153,7 +167,7 @@ class SparseGrid:
         _, py, pz = (n + 2 for n in self.resolution)
         ijk = base.long() + 1  # index in the padded grid of the lower corner
         flat = (ijk[:, 0] * py + ijk[:, 1]) * pz + ijk[:, 2]
-        flat = torch.minimum(flat[:, None] + offsets, torch.tensor(padded.numel() - 1, device=x.device))
+        flat = (flat[:, None] + offsets).clamp_(max=padded.numel() - 1)
         rows = padded[flat].long()
         valid = rows >= 0
         # weight of corner (dx,dy,dz) = prod over axes of (frac if d else 1 - frac); corner order dx-major

@@ -52,13 +52,13 @@ def march(
     """
     device = origins.device
     mask, box = grid.occupancy(opts.occupancy_block)
-    vs = grid.voxel_size.to(device)
-    o = (origins - grid.aabb[0].to(device)) / vs
+    vs = grid.voxel_size
+    o = (origins - grid.aabb[0]) / vs
     d = dirs / vs  # grid units per world unit of t
-    t_near, t_far = ray_box(o, d, box[0].to(device), box[1].to(device))
-    delta = opts.step_size * float(vs.min())
+    t_near, t_far = ray_box(o, d, box[0], box[1])
+    delta = opts.step_size * grid.unit
     n = torch.ceil((t_far - t_near) / delta).clamp(min=0).long()
-    total = int(n.sum())
+    total = int(n.sum())  # host sync: the packed arrays' size
     if total == 0:
         empty = torch.zeros((0,), dtype=torch.int64, device=device)
         return empty, torch.zeros((0, 3), device=device), delta
@@ -70,12 +70,19 @@ def march(
     # Cell c holds the points whose lower interpolation corner is voxel c - 1: c = floor(x + 0.5).
     # Block arithmetic in float32 (exact for these small integers): int64 division and clamping run
     # unvectorised on the CPU and cost more than the rest of the march.
-    bx, by, bz = mask.shape
-    top = torch.tensor([bx - 1, by - 1, bz - 1], dtype=x.dtype, device=device)
-    block = torch.minimum(torch.floor((x + 0.5) / opts.occupancy_block).clamp_(min=0.0), top)
+    _, by, bz = mask.shape
+    block = torch.minimum(torch.floor((x + 0.5) / opts.occupancy_block).clamp_(min=0.0), grid.block_top(opts.occupancy_block))
     flat = ((block[:, 0] * by + block[:, 1]) * bz + block[:, 2]).long()
-    live = mask.reshape(-1)[flat]
-    return ray_id[live], x[live], delta
+    live = torch.nonzero(mask.reshape(-1)[flat]).squeeze(1)  # host sync: the live samples' count
+    return ray_id.index_select(0, live), x.index_select(0, live), delta
+
+
+def longest_ray(grid: SparseGrid, step_size: float) -> int:
+    """An upper bound on any ray's sample count in `march`: the grid box's diagonal in steps, plus one
+    for the rounding up. Known on the host, so the transmittance tables can be sized without asking
+    the device for the longest ray."""
+    extent = [r * v for r, v in zip(grid.resolution, grid.voxel_size_host)]
+    return int(sum(e * e for e in extent) ** 0.5 / (step_size * grid.unit)) + 2
 
 
 def _padded_scan(
@@ -94,36 +101,47 @@ def _padded_scan(
 
 
 def segment_transmittance(
-    optical: torch.Tensor, ray_id: torch.Tensor, n_rays: int
+    optical: torch.Tensor, ray_id: torch.Tensor, n_rays: int, longest: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exclusive transmittance T_i [S] and final transmittance T_N [B] for packed samples.
+    """Exclusive transmittance T_i [S] and final transmittance T_N [B] for packed samples (rays in order).
 
     Optical depths are summed in their own dtype from each ray's first sample. One cumulative sum
     over all rays minus each ray's start would round every small depth to the precision of the running
     total of the rays before it (relative error ~1e-2 over a million float32 samples), and float64 is
     slow on most GPUs and missing on Apple's MPS. So: a two-level segmented scan. Rays are cut into
     chunks of w ~ sqrt(longest ray) samples, each chunk summed in one row of a padded table, then the
-    chunk sums per ray in a second table; both tables hold about S + B * sqrt(longest) cells, where a
-    single [B, longest] table grows with the one longest ray (50x the samples in a skewed batch).
+    chunk sums per ray in a second one; both hold about S + B * sqrt(longest) cells, where a single
+    [B, longest] table grows with the one longest ray (50x the samples in a skewed batch).
+
+    `longest`: an upper bound on any ray's sample count (longest_ray); with it, every size is known on
+    the host and nothing waits for the device. Without it, the longest ray is read from the device.
     """
-    counts = torch.bincount(ray_id, minlength=n_rays)
     if optical.numel() == 0:
         return optical.new_zeros((0,)), optical.new_ones((n_rays,))
-    longest = int(counts.max())
-    shift = ((longest - 1).bit_length() + 1) // 2  # w = 2^shift >= sqrt(longest)
-    w = 1 << shift
     device = optical.device
+    # counts by index_add rather than bincount, which reads the largest id back to the host on CUDA
+    counts = torch.zeros(n_rays, dtype=torch.int64, device=device).index_add_(0, ray_id, torch.ones_like(ray_id))
+    if longest is None:
+        longest = int(counts.max())
+    shift = ((max(longest, 1) - 1).bit_length() + 1) // 2  # w = 2^shift >= sqrt(longest)
+    w = 1 << shift
     first = torch.cumsum(counts, 0) - counts
     position = torch.arange(optical.shape[0], device=device) - first.index_select(0, ray_id)
     n_chunks = (counts + (w - 1)) >> shift
     chunk_first = torch.cumsum(n_chunks, 0) - n_chunks
-    total_chunks = int(chunk_first[-1] + n_chunks[-1])
-    chunk = chunk_first.index_select(0, ray_id) + (position >> shift)
-    within, chunk_sum = _padded_scan(optical, chunk, position & (w - 1), total_chunks, w)
-    chunk_ray = torch.repeat_interleave(torch.arange(n_rays, device=device), n_chunks, output_size=total_chunks)
-    chunk_position = torch.arange(total_chunks, device=device) - chunk_first.index_select(0, chunk_ray)
-    before, total = _padded_scan(chunk_sum, chunk_ray, chunk_position, n_rays, (longest + w - 1) >> shift)
-    return torch.exp(-(before.index_select(0, chunk) + within)), torch.exp(-total)
+    in_ray = position >> shift  # the chunk's index within its ray
+    chunk = chunk_first.index_select(0, ray_id) + in_ray
+    # sum of ceil(count / w) over the rays, bounded without reading the counts: rows past the real
+    # chunks stay zero
+    chunk_rows = optical.shape[0] // w + n_rays
+    within, _ = _padded_scan(optical, chunk, position & (w - 1), chunk_rows, w)
+    # chunk sums land straight in each ray's row of the second table
+    width = (longest + w - 1) >> shift
+    cell = ray_id * (width + 1) + in_ray
+    sums = optical.new_zeros((n_rays * (width + 1),)).index_add(0, cell + 1, optical)
+    depth = torch.cumsum(sums.view(n_rays, width + 1), 1)
+    before = depth.view(-1).index_select(0, cell)
+    return torch.exp(-(before + within)), torch.exp(-depth[:, -1])
 
 
 @dataclass
@@ -135,25 +153,9 @@ class Samples:
     corner_w: torch.Tensor  # [S, 8] trilinear weights (0 where the corner is empty)
     delta: float  # world length of each sample's segment
     n_rays: int
-
-
-@dataclass
-class DensityPass:
-    keep: torch.Tensor  # [S] bool: samples with positive density
-    sigma: torch.Tensor  # [S'] world-unit density of the kept samples
-    weight: torch.Tensor  # [S'] T_i * alpha_i
-    seen: torch.Tensor  # [S'] bool: in front of the early-termination point
-    t_final: torch.Tensor  # [B] transmittance through the whole ray
-
-
-def seen_samples(s: Samples, dp: DensityPass) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Corner rows [S'', 8], corner weights and ray ids of the samples that reach the colour pass.
-
-    One index vector and index_select: masking the [S, 8] arrays twice would run two nonzero scans
-    over each of them.
-    """
-    sel = torch.nonzero(dp.keep).squeeze(1)[dp.seen]
-    return s.rows.index_select(0, sel), s.corner_w.index_select(0, sel), s.ray_id.index_select(0, sel)
+    # [B] optical depth of the samples visible_samples dropped behind each ray's visible ones: they
+    # still dim what lies beyond (the background), though by less than stop_transmittance
+    hidden_depth: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -163,17 +165,41 @@ def sample_rays(grid: SparseGrid, origins: torch.Tensor, dirs: torch.Tensor, opt
     return Samples(ray_id, rows, cw, delta, origins.shape[0])
 
 
-def density_pass(density: torch.Tensor, rows: torch.Tensor, s: Samples, opts: RenderOptions) -> DensityPass:
-    """Interpolates density from `density` (indexed by `rows`, which may be remapped) and composites."""
-    sigma = torch.relu(trilinear(density[:, None], rows, s.corner_w)[:, 0])
-    keep = (sigma > 0).detach()
-    sigma = sigma[keep]
+@torch.no_grad()
+def visible_samples(density: torch.Tensor, s: Samples, opts: RenderOptions, longest: int | None = None) -> Samples:
+    """The samples that can change a pixel: positive density, in front of the early-termination point.
+
+    A cheap pass without gradients, so that the differentiable pass and its backward see only these
+    (on an opaque scene about one sample per ray of the dozens marched). Exact: dropped samples in
+    front of a kept one have zero density, so the kept samples' transmittance is unchanged; dropped
+    samples behind them change a pixel by less than stop_transmittance.
+    """
+    sigma = torch.relu(trilinear(density[:, None], s.rows, s.corner_w)[:, 0])
     optical = sigma * s.delta
-    trans, t_final = segment_transmittance(optical, s.ray_id[keep], s.n_rays)
-    weight = trans * (1.0 - torch.exp(-optical))
-    # Samples behind an opaque surface change the colour by less than stop_transmittance.
-    seen = (trans > opts.stop_transmittance).detach()
-    return DensityPass(keep, sigma, weight, seen, t_final)
+    trans, _ = segment_transmittance(optical, s.ray_id, s.n_rays, longest)
+    visible = (sigma > 0) & (trans > opts.stop_transmittance)
+    hidden = optical.new_zeros((s.n_rays,)).index_add_(0, s.ray_id, torch.where(visible, 0.0, optical))
+    keep = torch.nonzero(visible).squeeze(1)  # host sync
+    return Samples(s.ray_id.index_select(0, keep), s.rows.index_select(0, keep), s.corner_w.index_select(0, keep),
+                   s.delta, s.n_rays, hidden)
+
+
+@dataclass
+class DensityPass:
+    sigma: torch.Tensor  # [S] world-unit density of the samples
+    weight: torch.Tensor  # [S] T_i * alpha_i
+    t_final: torch.Tensor  # [B] transmittance through the whole ray
+
+
+def density_pass(density: torch.Tensor, rows: torch.Tensor, s: Samples, longest: int | None = None) -> DensityPass:
+    """Interpolates density from `density` (indexed by `rows`, which may be remapped) and composites
+    the samples of `s`, as visible_samples left them."""
+    sigma = torch.relu(trilinear(density[:, None], rows, s.corner_w)[:, 0])
+    optical = sigma * s.delta
+    trans, t_final = segment_transmittance(optical, s.ray_id, s.n_rays, longest)
+    if s.hidden_depth is not None:
+        t_final = t_final * torch.exp(-s.hidden_depth)
+    return DensityPass(sigma, trans * (1.0 - torch.exp(-optical)), t_final)
 
 
 def _dc_rgb(dc: torch.Tensor) -> torch.Tensor:
@@ -244,11 +270,10 @@ def render_rays(
 
     Differentiable with respect to grid.density and grid.sh when they require gradients.
     """
-    s = sample_rays(grid, origins, dirs, opts)
-    dp = density_pass(grid.density, s.rows, s, opts)
-    rows, cw, ray_id = seen_samples(s, dp)
+    s = visible_samples(grid.density, sample_rays(grid, origins, dirs, opts), opts)
+    dp = density_pass(grid.density, s.rows, s)
     rgb = color_pass(
-        grid.sh, rows, cw, ray_id, dp.weight[dp.seen], dirs, dp.t_final, background, grid.sh_degree, opts.dc_only
+        grid.sh, s.rows, s.corner_w, s.ray_id, dp.weight, dirs, dp.t_final, background, grid.sh_degree, opts.dc_only
     )
     return rgb, 1.0 - dp.t_final
 
@@ -284,9 +309,8 @@ def max_weights(
     for i in range(0, origins.shape[0], chunk):
         o = origins[i : i + chunk].to(grid.device)
         d = dirs[i : i + chunk].to(grid.device)
-        s = sample_rays(grid, o, d, opts)
-        dp = density_pass(grid.density, s.rows, s, opts)
-        cw = s.corner_w[dp.keep]
-        credit = torch.where(cw > 0, dp.weight[:, None], torch.zeros_like(cw))
-        best.scatter_reduce_(0, s.rows[dp.keep].reshape(-1), credit.reshape(-1), reduce="amax")
+        s = visible_samples(grid.density, sample_rays(grid, o, d, opts), opts)
+        dp = density_pass(grid.density, s.rows, s)
+        credit = torch.where(s.corner_w > 0, dp.weight[:, None], torch.zeros_like(s.corner_w))
+        best.scatter_reduce_(0, s.rows.reshape(-1), credit.reshape(-1), reduce="amax")
     return best

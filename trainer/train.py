@@ -25,16 +25,17 @@ from trainer.events import EventSink
 from trainer.grid import SparseGrid
 from trainer.gridfile import save_grid
 from trainer.losses import beta_loss, cauchy_sparsity, mse, total_variation, tv_neighbours
-from trainer.optim import delayed_lr, rmsprop_step_, touched_rows
+from trainer.optim import delayed_lr, rmsprop_rows, touched_rows
 from trainer.render import (
     RenderOptions,
     Samples,
     color_and_dc_pass,
     color_pass,
     density_pass,
+    longest_ray,
     max_weights,
     sample_rays,
-    seen_samples,
+    visible_samples,
 )
 from trainer.resample import fitted_box, prune, upsample
 from trainer.scene_box import SceneBox, aabb_scene_box, camera_box, config_scene_box
@@ -185,6 +186,8 @@ class Trainer:
         self.stage = 0
         self.elapsed = 0.0
         self.stages: list[dict[str, Any]] = []
+        # (step, loss, MSE) of the steps since the losses were last read, as device scalars
+        self._window: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self._new_stage_stats()
 
     # --- setup -------------------------------------------------------------------------------------
@@ -316,52 +319,53 @@ class Trainer:
             st["peak_cuda_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
 
     # --- one optimisation step ------------------------------------------------------------------------
-    def train_step(self) -> tuple[float, float]:
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step; returns (loss, photometric MSE) as device scalars, so that nothing
+        waits for the device here (the loop reads them every log_every steps)."""
         cfg, grid = self.cfg, self.grid
         n = grid.n_active
         idx = torch.randint(self.colors.shape[0], (cfg.batch_rays,), generator=self.gen, device=self.device)
         dirs = self.dirs[idx]
         target = self.colors[idx]
-        s: Samples = sample_rays(grid, self.origins[idx], dirs, self.opts)
+        longest = longest_ray(grid, cfg.step_size)
+        s: Samples = visible_samples(grid.density, sample_rays(grid, self.origins[idx], dirs, self.opts), self.opts,
+                                     longest)
         scale = self.scene_scale
-        tv_scale = tv_difference_scale(grid.unit / scale)
-        n_tv = max(1, int(cfg.tv_fraction * n))
-        tv_rows = torch.randint(n, (n_tv,), generator=self.gen, device=self.device)
-        tv_nb, tv_present = tv_neighbours(grid, tv_rows)
-        tv_all = torch.cat((tv_rows[:, None], tv_nb), 1)
+        use_tv = cfg.tv_sigma > 0 or cfg.tv_sh > 0
+        row_sets = [s.rows]
+        if use_tv:
+            tv_rows = torch.randint(n, (max(1, int(cfg.tv_fraction * n)),), generator=self.gen, device=self.device)
+            tv_nb, tv_present = tv_neighbours(grid, tv_rows)
+            row_sets.append(torch.cat((tv_rows[:, None], tv_nb), 1))
 
-        # density: a leaf holding only the rows this step reads
-        d_rows = touched_rows(n, s.rows[s.corner_w > 0], tv_all, device=self.device)
-        d_pos = rows_remap(n, d_rows)
-        density = grid.density.detach()[d_rows].requires_grad_()
-        dp = density_pass(density, d_pos[s.rows], s, self.opts)
-
-        keep_rows, keep_w, ray_id = seen_samples(s, dp)
-        sh_rows = touched_rows(n, keep_rows[keep_w > 0], tv_all, device=self.device)
-        sh_pos = rows_remap(n, sh_rows)
-        sh = grid.sh.detach()[sh_rows].requires_grad_()
-        seen_args = (sh, sh_pos[keep_rows], keep_w, ray_id, dp.weight[dp.seen], dirs, dp.t_final, self.background,
-                     grid.sh_degree)
+        # leaves holding only the rows this step reads (corners of visible samples, TV's voxels)
+        rows = touched_rows(n, *row_sets, device=self.device)
+        pos = rows_remap(n, rows)
+        density = grid.density.detach()[rows].requires_grad_()
+        sh = grid.sh.detach()[rows].requires_grad_()
+        sample_rows = pos[s.rows]
+        dp = density_pass(density, sample_rows, s, longest)
+        colour_args = (sh, sample_rows, s.corner_w, s.ray_id, dp.weight, dirs, dp.t_final, self.background,
+                       grid.sh_degree)
         if cfg.dc_weight > 0 and grid.sh_degree > 0:
-            rgb, rgb_dc = color_and_dc_pass(*seen_args)
+            rgb, rgb_dc = color_and_dc_pass(*colour_args)
             loss_mse = mse(rgb, target)
             loss = loss_mse + cfg.dc_weight * mse(rgb_dc, target)
         else:
-            loss_mse = mse(color_pass(*seen_args, False), target)
+            loss_mse = mse(color_pass(*colour_args, False), target)
             loss = loss_mse
         if cfg.sparsity > 0:
             loss = loss + cfg.sparsity * cauchy_sparsity(dp.sigma * scale)
         if cfg.beta_loss > 0:
             loss = loss + cfg.beta_loss * beta_loss(1.0 - dp.t_final)
-        if cfg.tv_sigma > 0:
-            loss = loss + cfg.tv_sigma * total_variation(
-                (density * (scale * tv_scale))[:, None], d_pos[tv_rows], d_pos[tv_nb], tv_present
-            )
-        if cfg.tv_sh > 0:
-            loss = loss + cfg.tv_sh * total_variation(sh * tv_scale, sh_pos[tv_rows], sh_pos[tv_nb], tv_present)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise TrainingError(f"step {self.step}: loss is {'NaN' if math.isnan(loss_value) else 'infinite'}")
+        if use_tv:
+            tv_scale = tv_difference_scale(grid.unit / scale)
+            if cfg.tv_sigma > 0:
+                loss = loss + cfg.tv_sigma * total_variation(
+                    (density * (scale * tv_scale))[:, None], pos[tv_rows], pos[tv_nb], tv_present
+                )
+            if cfg.tv_sh > 0:
+                loss = loss + cfg.tv_sh * total_variation(sh * tv_scale, pos[tv_rows], pos[tv_nb], tv_present)
         g_density, g_sh = torch.autograd.grad(loss, (density, sh))
 
         lr_sigma = delayed_lr(
@@ -369,18 +373,17 @@ class Trainer:
         )
         lr_sh = delayed_lr(self.step, cfg.steps, cfg.lr_sh, cfg.lr_sh_final)
         # RMSProp's step is about lr in the parameter's units: scene-unit rates become world-unit ones
-        self._update(grid.density, self.sq_density, d_rows, g_density, lr_sigma / scale, cfg.nonnegative_density)
-        self._update(grid.sh, self.sq_sh, sh_rows, g_sh, lr_sh)
-        return loss_value, float(loss_mse.detach())
+        self._update(grid.density, self.sq_density, rows, g_density, lr_sigma / scale, cfg.nonnegative_density)
+        self._update(grid.sh, self.sq_sh, rows, g_sh, lr_sh)
+        return loss.detach(), loss_mse.detach()
 
     def _update(
         self, param: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float,
         nonnegative: bool = False,
     ) -> None:
         """RMSProp on the touched rows, with their gradient given compactly ([len(rows), ...])."""
-        p = param.index_select(0, rows)
-        v = sq.index_select(0, rows)
-        rmsprop_step_(p, v, grad, lr, self.cfg.rms_beta, self.cfg.rms_eps)
+        v, p = rmsprop_rows(param.index_select(0, rows), sq.index_select(0, rows), grad, lr,
+                            self.cfg.rms_beta, self.cfg.rms_eps)
         if nonnegative:
             p.clamp_(min=0.0)
         param.index_copy_(0, rows, p)
@@ -403,7 +406,7 @@ class Trainer:
                 elif self.step in cfg.prune_at:
                     self._prune("scheduled")
                 t1 = time.perf_counter()
-                loss, loss_mse = self.train_step()
+                self._window.append((self.step, *self.train_step()))
                 self.step += 1
                 if self.step % max(cfg.occupancy_every, 1) == 0:
                     self.grid.refresh_occupancy()
@@ -412,20 +415,42 @@ class Trainer:
                 st["rays"] += cfg.batch_rays
                 st["seconds"] += time.perf_counter() - t1
                 self.elapsed = time.perf_counter() - started
-                self._after_step(loss, loss_mse)
+                self._after_step()
         except KeyboardInterrupt:
             self.save()
             raise
+        self._read_losses()
         self._close_stage_stats()
         self.grid.refresh_occupancy()
         self.save()
         return TrainResult(self.grid, self.step, self.elapsed,
                            {"stages": self.stages, "scene_box": self.box.to_json()})
 
-    def _after_step(self, loss: float, loss_mse: float) -> None:
+    def _read_losses(self) -> tuple[float, float]:
+        """The mean loss and MSE over the steps since the last read, in one transfer from the device.
+        Raises TrainingError naming the first of those steps whose loss was not finite."""
+        if not self._window:
+            return math.nan, math.nan
+        steps = [w[0] for w in self._window]
+        values = torch.stack([torch.stack(w[1:]) for w in self._window]).cpu()
+        self._window = []
+        finite = torch.isfinite(values[:, 0])
+        if not bool(finite.all()):
+            i = int(torch.nonzero(~finite)[0, 0])
+            kind = "NaN" if math.isnan(float(values[i, 0])) else "infinite"
+            raise TrainingError(f"step {steps[i]}: loss is {kind}")
+        loss, loss_mse = values.mean(0).tolist()
+        return loss, loss_mse
+
+    def _after_step(self) -> None:
         cfg, step = self.cfg, self.step
         st = self.stages[-1]
-        if step % max(cfg.log_every, 1) == 0 or step == cfg.steps:
+        log = step % max(cfg.log_every, 1) == 0 or step == cfg.steps
+        saves = (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.steps) or (
+            cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0)
+        if log or saves:  # never write a grid from a step whose loss was not finite
+            loss, loss_mse = self._read_losses()
+        if log:
             rss = current_rss_mb()
             if rss is not None:
                 st["peak_rss_mb"] = rss if st["peak_rss_mb"] is None else max(st["peak_rss_mb"], rss)

@@ -201,17 +201,16 @@ def test_render_image_dc_only_ignores_view_dependence() -> None:
 
 
 def test_colour_and_dc_in_one_pass_equal_the_two_separate_passes() -> None:
-    from trainer.render import color_and_dc_pass, color_pass, density_pass, sample_rays, seen_samples
+    from trainer.render import color_and_dc_pass, color_pass, density_pass, sample_rays, visible_samples
 
     torch.manual_seed(3)
     grid = SparseGrid.dense(6, torch.tensor([[-1.0] * 3, [1.0] * 3]), 2, density=2.0)
     grid.sh = torch.randn_like(grid.sh) * 0.3
     origins = torch.tensor([[-3.0, 0.1, 0.2], [0.3, -3.0, -0.1], [0.2, 0.1, 3.0]])
     dirs = F.normalize(-origins + 0.05 * torch.randn(3, 3), dim=1)
-    s = sample_rays(grid, origins, dirs, RenderOptions())
-    dp = density_pass(grid.density, s.rows, s, RenderOptions())
-    rows, cw, ray_id = seen_samples(s, dp)
-    args = (grid.sh, rows, cw, ray_id, dp.weight[dp.seen], dirs, dp.t_final, (1.0, 1.0, 1.0), 2)
+    s = visible_samples(grid.density, sample_rays(grid, origins, dirs, RenderOptions()), RenderOptions())
+    dp = density_pass(grid.density, s.rows, s)
+    args = (grid.sh, s.rows, s.corner_w, s.ray_id, dp.weight, dirs, dp.t_final, (1.0, 1.0, 1.0), 2)
     full, dc = color_and_dc_pass(*args)
     assert torch.allclose(full, color_pass(*args, False), atol=1e-6)
     assert torch.allclose(dc, color_pass(*args, True), atol=1e-6)

@@ -42,3 +42,28 @@ def test_schedules() -> None:
     assert math.isclose(delayed_lr(0, 100, 1.0, 0.01, delay_steps=10, delay_mult=0.1), 0.1)
     assert math.isclose(delayed_lr(10, 100, 1.0, 0.01, delay_steps=10, delay_mult=0.1), log_lerp_lr(10, 100, 1.0, 0.01))
     assert delayed_lr(3, 100, 1.0, 0.01, 10, 0.1) < delayed_lr(6, 100, 1.0, 0.01, 10, 0.1)
+
+
+def test_first_touch_starts_the_statistics_at_the_squared_gradient() -> None:
+    # as svox2: a fresh element's first step is the learning rate itself (in the gradient's sign),
+    # not 1/sqrt(1 - beta) times it, which a zero start would give
+    p, v = torch.zeros(4), torch.zeros(4)
+    grad = torch.tensor([2.0, -0.5, 1e-3, 7.0])
+    rmsprop_step_(p, v, grad, lr=0.1, beta=0.95, eps=1e-8)
+    torch.testing.assert_close(v, grad**2)
+    torch.testing.assert_close(p, -0.1 * torch.sign(grad), atol=1e-6, rtol=1e-5)
+    # the second step decays as usual
+    rmsprop_step_(p, v, grad, lr=0.1, beta=0.95, eps=1e-8)
+    torch.testing.assert_close(v, grad**2)
+
+
+def test_elements_without_gradient_keep_their_value_and_statistics() -> None:
+    # a corner behind the surface, or of a sample with zero density, learnt nothing this step: its
+    # statistics must not decay (which would inflate its next real step)
+    p0, v0 = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.5, 0.0, 0.25])
+    p, v = p0.clone(), v0.clone()
+    rmsprop_step_(p, v, torch.tensor([0.0, 0.0, 1.0]), lr=0.1, beta=0.9, eps=1e-8)
+    assert torch.equal(p[:2], p0[:2]) and torch.equal(v[:2], v0[:2])
+    expect_v = 0.9 * 0.25 + 0.1
+    torch.testing.assert_close(v[2], torch.tensor(expect_v))
+    torch.testing.assert_close(p[2], torch.tensor(3.0 - 0.1 / math.sqrt(expect_v)))

@@ -20,7 +20,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,9 @@ MAX_NAME_BYTES = 63
 MAX_PIXEL_ASPECT = 200.0
 
 
+SensorFit = Literal["AUTO", "HORIZONTAL", "VERTICAL"]
+
+
 class DatasetCameraError(ValueError):
     """str(e) is one line: 'PATH: problem'."""
 
@@ -53,7 +56,7 @@ class BlenderLens:
     lens: float                         # mm
     sensor_width: float                 # mm; with sensor fit AUTO it spans the longer (aspect-corrected) side
     sensor_height: float                # mm; unused by AUTO, kept at Blender's default
-    sensor_fit: str
+    sensor_fit: SensorFit
     shift_x: float                      # in units of the fitted side (Blender's convention)
     shift_y: float
     resolution: tuple[int, int]
@@ -83,12 +86,18 @@ class DatasetCameras:
     cameras: list[DatasetCamera]
     resolution: tuple[int, int]         # the scene's: the most common among the cameras
     pixel_aspect: tuple[float, float]   # likewise
+    display_size: float                 # camera display size in the viewport, scaled to the scene
     notes: list[str] = field(default_factory=list)   # one-line warnings for the user
 
     @property
     def uniform_resolution(self) -> bool:
-        return all(c.lens.resolution == self.resolution and c.lens.pixel_aspect == self.pixel_aspect
-                   for c in self.cameras)
+        return all(c.lens.resolution == self.resolution and _aspect_key(c.lens.pixel_aspect) ==
+                   _aspect_key(self.pixel_aspect) for c in self.cameras)
+
+
+def _aspect_key(aspect: tuple[float, float]) -> tuple[float, float]:
+    """Pixel aspects equal but for float noise (fl_x / fl_y of one camera at two sizes) compare equal."""
+    return round(aspect[0], 6), round(aspect[1], 6)
 
 
 def blender_lens(fl_x: float, fl_y: float, cx: float, cy: float, w: int, h: int,
@@ -334,11 +343,12 @@ def _split_files(root: Path) -> list[tuple[str, Path]]:
     raise DatasetCameraError(f"{root}: no transforms_train.json or transforms.json")
 
 
-def _most_common(values: list[Any]) -> Any:
-    """The most common value; among equally common ones the first seen (deterministic)."""
-    counts = Counter(values)
+def _most_common(values: list[Any], key: Any = None) -> Any:
+    """The most common value (compared by `key`); among equally common ones the first seen."""
+    keys = [key(v) if key else v for v in values]
+    counts = Counter(keys)
     best = max(counts.values())
-    return next(v for v in values if counts[v] == best)
+    return next(v for v, k in zip(values, keys) if counts[k] == best)
 
 
 def read_dataset_cameras(root: Path | str, sensor_width: float = SENSOR_WIDTH_MM) -> DatasetCameras:
@@ -378,7 +388,9 @@ def read_dataset_cameras(root: Path | str, sensor_width: float = SENSOR_WIDTH_MM
                                      clip_start=start, clip_end=end, distortion=_distortion(frame)))
     result = DatasetCameras(root=root, name=root.resolve().name or str(root), cameras=cameras,
                             resolution=_most_common([c.lens.resolution for c in cameras]),
-                            pixel_aspect=_most_common([c.lens.pixel_aspect for c in cameras]))
+                            pixel_aspect=_most_common([c.lens.pixel_aspect for c in cameras], key=_aspect_key),
+                            # Blender's default 1 suits a scene a few units across; COLMAP scenes come in any scale
+                            display_size=0.05 * extent if extent > 1e-6 else 1.0)
     result.notes.extend(_notes(result))
     return result
 
@@ -399,7 +411,7 @@ def _notes(result: DatasetCameras) -> list[str]:
         notes.append(f"warning: {result.root}: the cameras differ in image size ({listed}); the scene renders "
                      f"{w}x{h}, the most common, so the others frame their view exactly only at their own size "
                      "(each camera's custom property 'plenox_resolution')")
-    aspects = Counter(c.lens.pixel_aspect for c in result.cameras)
+    aspects = Counter(_aspect_key(c.lens.pixel_aspect) for c in result.cameras)
     if len(aspects) > 1:
         notes.append(f"warning: {result.root}: the cameras differ in pixel aspect (fl_x/fl_y); the scene uses "
                      f"{result.pixel_aspect[0]:.4g}:{result.pixel_aspect[1]:.4g}, the most common")

@@ -177,6 +177,23 @@ def test_per_frame_keys_override_and_camera_angle_y(tmp_path: Path) -> None:
     assert (first.clip_start, first.clip_end) == (0.5, 20.0)
 
 
+def test_pixel_aspect_float_noise_is_one_aspect(tmp_path: Path) -> None:
+    """One camera's fl_x/fl_y at two image sizes differs in the last bits: not a second pixel aspect."""
+    c2w = np.eye(4).tolist()
+    big = intrinsics(lens_mm=50.0, sensor_width_mm=36.0, sensor_height_mm=24.0, sensor_fit="AUTO",
+                     resolution_x=48, resolution_y=36, pixel_aspect_x=1.25)
+    small = intrinsics(lens_mm=50.0, sensor_width_mm=36.0, sensor_height_mm=24.0, sensor_fit="AUTO",
+                       resolution_x=16, resolution_y=26, pixel_aspect_x=1.25)
+    write(tmp_path / "transforms.json", {"frames": [
+        {"file_path": "a", "transform_matrix": c2w, **big.as_dict()},
+        {"file_path": "b", "transform_matrix": c2w, **big.as_dict()},
+        {"file_path": "c", "transform_matrix": c2w, **small.as_dict()}]})
+    result = read_dataset_cameras(tmp_path)
+    assert result.pixel_aspect == pytest.approx((1.25, 1.0)) and result.resolution == (48, 36)
+    (note,) = result.notes
+    assert "differ in image size (48x36 (2), 16x26 (1))" in note
+
+
 def test_scaled_pose_is_made_rigid(tmp_path: Path) -> None:
     c2w = look_at(np.array([1.0, -3.0, 1.0]), np.zeros(3))
     scaled = c2w.copy()

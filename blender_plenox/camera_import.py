@@ -32,7 +32,8 @@ class CameraImportResult:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        msg = f"Imported {len(self.cameras)} cameras from {self.dataset} into '{self.collection}'"
+        count = len(self.cameras)
+        msg = f"Imported {count} camera{'s' if count != 1 else ''} from {self.dataset} into '{self.collection}'"
         if self.replaced:
             msg += f" (replacing {self.replaced})"
         w, h = self.resolution

@@ -24,6 +24,7 @@ from mathutils import Vector
 
 import blender_plenox
 from blender_plenox.camera_import import DATASET_PROP, import_dataset_cameras
+from blender_plenox.capture.session import camera_intrinsics
 from blender_plenox.io.dataset_cameras import DatasetCameraError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -183,6 +184,11 @@ def test_instant_ngp_cameras_against_the_closed_form(tmp_path: Path) -> None:
     for name, c2w in zip(result.cameras, poses):
         cam = bpy.data.objects[name]
         assert dict(cam.data["plenox_distortion"]) == pytest.approx({k: NGP[k] for k in ("k1", "k2", "p1", "p2")})
+        # capturing from the imported camera would write the file's pinhole again
+        intr = camera_intrinsics(scene, cam)
+        assert (intr.w, intr.h) == (NGP["w"], NGP["h"])
+        np.testing.assert_allclose([intr.fl_x, intr.fl_y, intr.cx, intr.cy],
+                                   [NGP["fl_x"], NGP["fl_y"], NGP["cx"], NGP["cy"]], rtol=1e-5)
         local = np.stack([rng.uniform(-1, 1, 100), rng.uniform(-1, 1, 100), -rng.uniform(1, 6, 100)], axis=1)
         world = local @ c2w[:3, :3].T + c2w[:3, 3]
         expected = closed_form(world, c2w, NGP)

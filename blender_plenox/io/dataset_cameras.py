@@ -40,6 +40,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 # Blender's limits on an ID name (bytes) and on pixel aspect (each of x, y in [1, 200]).
 MAX_NAME_BYTES = 63
 MAX_PIXEL_ASPECT = 200.0
+# Blender's hard limits on a camera's lens, clip start and display size.
+MIN_LENS_MM = 1.0
+MIN_CLIP = 1e-6
+DISPLAY_SIZE_RANGE = (0.01, 1000.0)
 
 
 SensorFit = Literal["AUTO", "HORIZONTAL", "VERTICAL"]
@@ -115,6 +119,9 @@ def blender_lens(fl_x: float, fl_y: float, cx: float, cy: float, w: int, h: int,
     # AUTO fits the sensor width to the longer side after pixel aspect, as Blender decides it
     horizontal = aspect[0] * w >= aspect[1] * h
     viewfac = float(w) if horizontal else ycor * h   # the fitted side in x-pixels
+    # Blender's lens is at least 1 mm: a field of view wider than that gives on 36 mm (over 173°)
+    # gets a wider sensor instead, which projects the same.
+    sensor_width = max(sensor_width, MIN_LENS_MM * viewfac / fl_x)
     return BlenderLens(
         lens=fl_x * sensor_width / viewfac,
         sensor_width=sensor_width,
@@ -326,7 +333,7 @@ def _clip_range(frame: _Frame, extent: float) -> tuple[float, float]:
     """The dataset's `near`/`far` when it gives them, else a range scaled to the scene: from a
     thousandth of its size to a hundred times it (Blender's 0.1 to 1000 for a scene without size)."""
     near, far = _number(frame.source, frame.camera, "near"), _number(frame.source, frame.camera, "far")
-    start, end = (extent * 1e-3, extent * 1e2) if extent > 1e-6 else (0.1, 1000.0)
+    start, end = (max(extent * 1e-3, MIN_CLIP), extent * 1e2) if extent > 1e-6 else (0.1, 1000.0)
     if near is not None and near > 0:
         start = near
     if far is not None and far > start:
@@ -390,7 +397,8 @@ def read_dataset_cameras(root: Path | str, sensor_width: float = SENSOR_WIDTH_MM
                             resolution=_most_common([c.lens.resolution for c in cameras]),
                             pixel_aspect=_most_common([c.lens.pixel_aspect for c in cameras], key=_aspect_key),
                             # Blender's default 1 suits a scene a few units across; COLMAP scenes come in any scale
-                            display_size=0.05 * extent if extent > 1e-6 else 1.0)
+                            display_size=float(np.clip(0.05 * extent, *DISPLAY_SIZE_RANGE)) if extent > 1e-6
+                            else 1.0)
     result.notes.extend(_notes(result))
     return result
 

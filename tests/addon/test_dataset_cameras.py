@@ -95,6 +95,15 @@ def test_shift_direction_by_hand() -> None:
     assert (portrait.shift_x, portrait.shift_y) == (pytest.approx(0.0), pytest.approx(80.0 / 800.0))
 
 
+def test_very_wide_view_keeps_blenders_minimum_lens() -> None:
+    """A 174° field of view would need a 0.9 mm lens on 36 mm; Blender stops at 1 mm, so the sensor
+    widens (to 40 mm) and the projection stays exact."""
+    lens = blender_lens(16.0, 16.0, 300.0, 200.0, 640, 400)
+    assert lens.lens == pytest.approx(1.0) and lens.sensor_width == pytest.approx(40.0)
+    intr = intrinsics_of(lens)
+    np.testing.assert_allclose([intr.fl_x, intr.fl_y, intr.cx, intr.cy], [16.0, 16.0, 300.0, 200.0], rtol=1e-12)
+
+
 def test_instant_ngp_file_projects_like_its_pinhole(tmp_path: Path) -> None:
     """A colmap2nerf-style transforms.json: off-centre principal point, fl_x ≠ fl_y, distortion; the
     imported settings project random points to the closed-form pixel, within 1e-6 px."""

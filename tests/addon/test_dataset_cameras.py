@@ -204,6 +204,22 @@ def test_pixel_aspect_float_noise_is_one_aspect(tmp_path: Path) -> None:
     assert "differ in image size (48x36 (2), 16x26 (1))" in note
 
 
+def test_fisheye_is_named_even_without_coefficients(tmp_path: Path) -> None:
+    """The pure equidistant fisheye (no k) is still not a pinhole: it is kept and warned about; a
+    PINHOLE or an OPENCV model with every coefficient 0 is a pinhole and says nothing."""
+    c2w = np.eye(4).tolist()
+    write(tmp_path / "transforms.json", {"fl_x": 20.0, "w": 64, "h": 48, "frames": [
+        {"file_path": "a", "transform_matrix": c2w, "is_fisheye": True},
+        {"file_path": "b", "transform_matrix": c2w, "camera_model": "OPENCV_FISHEYE", "k1": 0.1},
+        {"file_path": "c", "transform_matrix": c2w, "camera_model": "OPENCV", "k1": 0.0},
+        {"file_path": "d", "transform_matrix": c2w, "camera_model": "PINHOLE"}]})
+    result = read_dataset_cameras(tmp_path)
+    assert [c.distortion for c in result.cameras] == [
+        {"is_fisheye": True}, {"k1": 0.1, "camera_model": "OPENCV_FISHEYE"}, {}, {}]
+    (note,) = result.notes
+    assert "(k1, is_fisheye, camera_model) on 2 of 4 cameras" in note
+
+
 def test_scaled_pose_is_made_rigid(tmp_path: Path) -> None:
     c2w = look_at(np.array([1.0, -3.0, 1.0]), np.zeros(3))
     scaled = c2w.copy()

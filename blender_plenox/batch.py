@@ -2,6 +2,7 @@
 
     blender -b scene.blend --python blender_plenox/batch.py -- --out DIR --views 100 [...]
     python blender_plenox/batch.py --blend scene.blend -- --out DIR --views 100 [...]   (bpy module)
+    python blender_plenox/batch.py -- --import-cameras DATASET --save cams.blend   (cameras only)
 
 `--help` lists every option; each one is a property of the panel's capture settings, with the panel's
 tooltip and default. Exit code 0 on success, 2 for bad input (nothing rendered), 1 when rendering failed
@@ -121,17 +122,45 @@ def build_parser(settings_type: Any) -> argparse.ArgumentParser:
     pipeline.add_argument("--import", dest="import_grid", action="store_true",
                           help="Import the trained grid (or --grid) as a Volume object")
     pipeline.add_argument("--grid", metavar="FILE", help="Grid file to import (default: the run's grid.npz)")
+    pipeline.add_argument("--import-cameras", metavar="DIR", nargs="?", const="", default=None,
+                          help="Import the cameras of dataset DIR (ours or another tool's transforms files; "
+                               "without DIR: --out's) as Blender cameras with the same projection, in a "
+                               "collection named after the dataset (replacing an earlier import of it), and set "
+                               "the scene's render size to theirs; lens distortion is left out with a warning. "
+                               "With a DIR and no --out, nothing is captured or trained")
     pipeline.add_argument("--color-space", choices=["linear", "trainer"], default=None,
                           help="Imported colours: scene-linear (default) or the trainer's values")
     pipeline.add_argument("--save", metavar="FILE", help="Save the .blend here at the end")
     return parser
 
 
-def train_and_import(args: argparse.Namespace, bpy: Any) -> int:
-    """The --train / --import / --save steps after (or instead of) the capture; blocks on the trainer."""
+def imports_only(args: argparse.Namespace) -> bool:
+    """`--import-cameras DIR` without `--out` (and no --train): import into the scene, capture nothing."""
+    return args.out is None and bool(args.import_cameras) and not args.train
+
+
+def import_cameras(args: argparse.Namespace, bpy: Any, addon_name: str) -> int:
+    """The --import-cameras step: warnings on stderr, the summary on stdout; 2 when the dataset is bad."""
+    camera_import = importlib.import_module(f"{addon_name}.camera_import")
+    errors = importlib.import_module(f"{addon_name}.io.dataset_cameras")
+    dataset = args.import_cameras or args.out
+    try:
+        result = camera_import.import_dataset_cameras(bpy.context.scene, str(Path(dataset).resolve()))
+    except (errors.DatasetCameraError, OSError) as err:
+        print(f"error: import cameras: {err}", file=sys.stderr)
+        return 2
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    print(result.summary(), flush=True)
+    return 0
+
+
+def train_and_import(args: argparse.Namespace, bpy: Any, addon_name: str) -> int:
+    """The --train / --import-cameras / --import / --save steps after (or instead of) the capture;
+    blocks on the trainer."""
     scene = bpy.context.scene
-    out = str(Path(args.out).resolve())
-    run = str(Path(args.run).resolve()) if args.run else str(Path(out).parent / "run")
+    out = str(Path(args.out).resolve()) if args.out else None
+    run = str(Path(args.run).resolve()) if args.run else str(Path(out).parent / "run") if out else None
     if args.trainer_python:
         import os
 
@@ -156,8 +185,17 @@ def train_and_import(args: argparse.Namespace, bpy: Any) -> int:
             print(f"error: train: {t.error}", file=sys.stderr)
             return 1
         print(f"trained: {t.last_grid} ({t.status})", flush=True)
+    # the cameras first: the grid's import fits EEVEE's volumetrics to the active camera
+    if args.import_cameras is not None and (code := import_cameras(args, bpy, addon_name)):
+        return code
     if args.import_grid:
-        grid = args.grid or str(Path(run) / "grid.npz")
+        if args.grid:
+            grid = args.grid
+        elif run is not None:
+            grid = str(Path(run) / "grid.npz")
+        else:
+            print("error: --import: name the grid with --grid (or the run with --run)", file=sys.stderr)
+            return 2
         if args.color_space:
             scene.plenox.import_settings.color_space = args.color_space.upper()
         try:
@@ -214,13 +252,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{args.blend}: no such blend file")
             bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
         settings = from_props.capture_settings(bpy.context)
-        apply_settings(args, settings, bpy)
+        if not imports_only(args):
+            apply_settings(args, settings, bpy)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    if args.no_capture:
-        return train_and_import(args, bpy)
+    if args.no_capture or imports_only(args):
+        return train_and_import(args, bpy, addon.__name__)
     start = time.monotonic()
 
     def report(session: Any, path: str) -> None:
@@ -235,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: capture: {err}", file=sys.stderr)
         return 1
     print(session.summary(), flush=True)
-    return train_and_import(args, bpy)
+    return train_and_import(args, bpy, addon.__name__)
 
 
 if __name__ == "__main__":

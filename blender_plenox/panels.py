@@ -169,6 +169,10 @@ class VIEW3D_PT_plenox_import(PlenoxPanel):
         col.prop(s, "threshold")
         layout.use_property_split = False
         layout.operator("plenox.import_volume", icon="IMPORT")
+        layout.use_property_split = True
+        layout.prop(s, "dataset_dir")
+        layout.use_property_split = False
+        layout.operator("plenox.import_cameras", icon="OUTLINER_OB_CAMERA")
         if s.status:
             layout.label(text=s.status)
 

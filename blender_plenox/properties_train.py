@@ -233,6 +233,13 @@ class PlenoxImportSettings(bpy.types.PropertyGroup):
         "the scene's settings, undone with the import",
         default=True,
     )
+    dataset_dir: StringProperty(  # type: ignore[valid-type]
+        name="Dataset",
+        description="Dataset folder (transforms files: ours, NeRF-synthetic, instant-ngp, BlenderNeRF, nerfstudio) "
+        "whose cameras Import Cameras brings into the scene; empty: the Train panel's dataset",
+        subtype="DIR_PATH",
+        default="",
+    )
     status: StringProperty(name="Status", description="What the last import did", default="")  # type: ignore[valid-type]
 
 

@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from trainer.config import preset
-from trainer.data import load_dataset
-from trainer.grid import SparseGrid
-from trainer.metrics import psnr, ssim
-from trainer.render import render_image
+from trainer.io.data import load_dataset
+from trainer.engine.grid import SparseGrid
+from trainer.engine.metrics import psnr, ssim
+from trainer.engine.render import render_image
 from trainer.train import render_options, resolve_device, run_training
 
 

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from trainer import __version__
-from trainer.config_io import (
+from trainer.io.config_io import (
     ConfigError,
     build_config,
     config_from_file,
@@ -32,16 +32,16 @@ from trainer.config_io import (
     write_json,
 )
 from trainer.devices import DEVICE_CHOICES, DeviceError, describe_device, resolve_device
-from trainer.events import BarEventSink, EventSink, JsonEventSink, NullEventSink, to_json_value
-from trainer.gridfile import GridFileError, grid_summary, load_grid
+from trainer.io.events import BarEventSink, EventSink, JsonEventSink, NullEventSink, to_json_value
+from trainer.io.gridfile import GridFileError, grid_summary, load_grid
 
 if TYPE_CHECKING:
     import torch
 
     from trainer.config import TrainConfig
-    from trainer.data import Dataset, Split
-    from trainer.grid import SparseGrid
-    from trainer.outputs import RenderFn
+    from trainer.io.data import Dataset, Split
+    from trainer.engine.grid import SparseGrid
+    from trainer.io.outputs import RenderFn
 
 EXIT_TRAINING, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -101,7 +101,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _render_fn(grid: SparseGrid, cfg: TrainConfig, dc_only: bool = False) -> RenderFn:
-    from trainer.render import RenderOptions, render_image
+    from trainer.engine.render import RenderOptions, render_image
 
     opts = RenderOptions(step_size=cfg.step_size, stop_transmittance=cfg.stop_transmittance,
                          occupancy_block=cfg.occupancy_block, dc_only=dc_only)
@@ -115,7 +115,7 @@ def _render_fn(grid: SparseGrid, cfg: TrainConfig, dc_only: bool = False) -> Ren
 
 def _evaluate(grid: SparseGrid, cfg: TrainConfig, split: Split, limit: int, renders_dir: Path | None,
               sink: EventSink, step: int, split_name: str = "test") -> dict[str, Any]:
-    from trainer.outputs import evaluate_views, subset
+    from trainer.io.outputs import evaluate_views, subset
 
     views = subset(len(split.paths), limit)
     sink.emit("stage", name="eval", step=step, message=f"rendering {len(views)} {split_name} views")
@@ -126,7 +126,7 @@ def _evaluate(grid: SparseGrid, cfg: TrainConfig, split: Split, limit: int, rend
 
 
 def _load_data(root: Path, cfg: TrainConfig) -> Dataset:
-    from trainer.data import load_dataset
+    from trainer.io.data import load_dataset
 
     start = time.time()
     data = load_dataset(root, downscale=cfg.downscale, background=tuple(cfg.background))  # type: ignore[arg-type]
@@ -157,7 +157,7 @@ def _data_dir(given: str | None, info: dict[str, Any], run: Path) -> Path:
 
 
 def _load_run_grid(run: Path, device: torch.device) -> tuple[SparseGrid, dict[str, Any]]:
-    from trainer.grid import SparseGrid
+    from trainer.engine.grid import SparseGrid
 
     data = load_grid(run / "grid.npz")
     return SparseGrid.from_grid_data(data, device), data.metadata
@@ -214,8 +214,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = build_config(args.preset or "default", base, Path(args.config) if args.config else None,
                        list(args.set) + flags)
     data_root = _data_dir(args.data, run_info, out).resolve()
-    from trainer.grid import SparseGrid  # torch loads here, after the quick checks
-    from trainer.gridfile import save_grid
+    from trainer.engine.grid import SparseGrid  # torch loads here, after the quick checks
+    from trainer.io.gridfile import save_grid
     from trainer.train import TrainingError, run_training, scene_box_for
 
     device = resolve_device(cfg.device)
@@ -296,8 +296,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     import math
 
-    from trainer.orbit import content_box, fit_distance, orbit_poses, pinhole_intrinsics
-    from trainer.outputs import to_uint8, write_gif, write_png
+    from trainer.io.orbit import content_box, fit_distance, orbit_poses, pinhole_intrinsics
+    from trainer.io.outputs import to_uint8, write_gif, write_png
 
     run = Path(args.run)
     cfg, info = _run_paths(run)
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {line}", file=sys.stderr, flush=True)
         return code
 
-    from trainer.checkpoint import CheckpointError
+    from trainer.io.checkpoint import CheckpointError
 
     try:
         _positive(args)
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError, GridFileError, CheckpointError, DeviceError) as e:
         return fail(EXIT_BAD_INPUT, str(e))
     except ValueError as e:
-        from trainer.data import DatasetError
+        from trainer.io.data import DatasetError
 
         if isinstance(e, DatasetError):
             return fail(EXIT_BAD_INPUT, str(e))

@@ -36,7 +36,7 @@ class TrainConfig:
     # --- scene box and grid --------------------------------------------------------------------
     # World box the grid spans, [[xmin,ymin,zmin],[xmax,ymax,zmax]]. None (the default): the dataset's
     # `aabb`, else instant-ngp's box for its `aabb_scale`, else the region its training cameras look
-    # at (trainer/scene_box.py). A box set here overrides all of those.
+    # at (trainer/io/scene_box.py). A box set here overrides all of those.
     scene_box: list[list[float]] | None = None
     # At each upsampling, shrink the box to the voxels that survived pruning (plus a margin) and make
     # the resolution's longest side the scheduled one: finer voxels for the same memory.
@@ -78,13 +78,16 @@ class TrainConfig:
     dc_weight: float = 1.0
 
     # --- pruning ------------------------------------------------------------------------------------
-    prune_weight: float = 0.005  # voxels whose largest rendering weight over the training rays is below...
-    prune_density: float = 0.0  # ...and whose density (scene units) is not above this are dropped
+    # Voxels whose largest rendering weight over the training rays is below prune_weight are dropped:
+    # empty space, and the insides of solid objects, which no ray sees. prune_density > 0 also keeps
+    # every voxel denser than that (scene units), seen or not; 0 = by weight alone.
+    prune_weight: float = 0.005
+    prune_density: float = 0.0
     prune_at: list[int] = field(default_factory=list)  # extra steps at which to prune (besides each upsampling)
     # The pruning pass uses every n-th pixel (in x and y) of each training view at the last resolution,
     # and a proportionally larger stride on coarser grids (their voxels cover more pixels).
     prune_ray_stride: int = 1
-    prune_dilate: int = 1  # voxels kept around the surviving set
+    prune_dilate: int = 2  # voxels kept around the surviving set (svox2 dilates twice)
     eval_chunk: int = 16384  # rays per chunk when rendering without gradients
 
 

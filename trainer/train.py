@@ -17,16 +17,16 @@ from typing import Any
 
 import torch
 
-from trainer.checkpoint import load_checkpoint, pack_rows, save_checkpoint, unpack_rows
+from trainer.io.checkpoint import load_checkpoint, pack_rows, save_checkpoint, unpack_rows
 from trainer.config import TrainConfig, check_config
-from trainer.data import Dataset, camera_rays
+from trainer.io.data import Dataset, camera_rays
 from trainer.devices import resolve_device  # noqa: F401  -- re-exported: benchmarks/bench_lego.py imports it here
-from trainer.events import EventSink
-from trainer.grid import SparseGrid
-from trainer.gridfile import save_grid
-from trainer.losses import beta_loss, cauchy_sparsity, mse, total_variation, tv_neighbours
-from trainer.optim import delayed_lr, rmsprop_rows, touched_rows
-from trainer.render import (
+from trainer.io.events import EventSink
+from trainer.engine.grid import SparseGrid
+from trainer.io.gridfile import save_grid
+from trainer.engine.losses import beta_loss, cauchy_sparsity, mse, total_variation, tv_neighbours
+from trainer.engine.optim import delayed_lr, rmsprop_rows, touched_rows
+from trainer.engine.render import (
     RenderOptions,
     Samples,
     color_and_dc_pass,
@@ -37,8 +37,8 @@ from trainer.render import (
     sample_rays,
     visible_samples,
 )
-from trainer.resample import fitted_box, prune, upsample
-from trainer.scene_box import SceneBox, aabb_scene_box, camera_box, config_scene_box
+from trainer.engine.resample import fitted_box, prune, upsample
+from trainer.io.scene_box import SceneBox, aabb_scene_box, camera_box, config_scene_box
 
 # 2: voxel coordinates as an occupancy code, optimiser statistics only for the rows that have any,
 # and the scene box (see Trainer.state). Version 1 checkpoints still load.
@@ -279,8 +279,9 @@ class Trainer:
         stride = max(1, cfg.prune_ray_stride * cfg.resolutions[-1] // max(self.grid.resolution))
         rays = self._strided_rays(*self.image_shape, stride)
         weights = max_weights(self.grid, self.origins[rays], self.dirs[rays], self.opts, self.cfg.eval_chunk)
-        dense_enough = self.grid.density.detach() * self.scene_scale > self.cfg.prune_density
-        keep = (weights >= self.cfg.prune_weight) | dense_enough
+        keep = weights >= self.cfg.prune_weight
+        if self.cfg.prune_density > 0:
+            keep |= self.grid.density.detach() * self.scene_scale > self.cfg.prune_density
         before = self.grid.n_active
         self.grid, old_rows = prune(self.grid, keep, self.cfg.prune_dilate)
         self.sq_density = self.sq_density[old_rows]

@@ -1,7 +1,7 @@
 """A dataset's cameras as Blender camera settings (no bpy): the inverse of utils/camera_math.
 
 Reads the transforms files of contract 1 (docs/CONTRACTS.md) with the keys and conventions the trainer
-accepts (trainer/data.py: `camera_angle_x`/`camera_angle_y` or `fl_x fl_y cx cy w h`, file-level and
+accepts (trainer/io/data.py: `camera_angle_x`/`camera_angle_y` or `fl_x fl_y cx cy w h`, file-level and
 overridden per frame, `transform_matrix` camera-to-world in OpenGL axes, transforms_{train,val,test}.json
 or a single transforms.json) and turns every frame into the settings of a Blender perspective camera that
 projects exactly like the frame's pinhole: lens and sensor, shift for the principal point, pixel aspect

@@ -1,7 +1,7 @@
 """The shader node group that adds the view-dependent part of the colour: Σ_{k≥1} Y_k(d)·sh_k.
 
 Contract 4's colour is c(x, d) = max(0, Σ_k Y_k(d)·trilinear(sh_k)(x) + 0.5), with the real SH basis
-of svox2/PlenOctrees (the trainer's trainer/sh.py: same order, signs and constants, copied below,
+of svox2/PlenOctrees (the trainer's trainer/engine/sh.py: same order, signs and constants, copied below,
 since the add-on cannot import the torch-based trainer). The `color` grid already holds
 C0·sh_0 + 0.5, interpolated by Cycles; this group reads the grids sh1 … sh{K−1} (each R, G, B of one
 basis function, interpolated by Cycles too), weights each by its basis value and adds them to its
@@ -29,7 +29,7 @@ VERSION_KEY = "plenox_sh_version"
 INPUT_NAME = "DC Colour"
 OUTPUT_NAME = "Colour"
 
-# trainer/sh.py's constants (svox2's).
+# trainer/engine/sh.py's constants (svox2's).
 C0 = 0.28209479177387814
 C1 = 0.4886025119029199
 C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)

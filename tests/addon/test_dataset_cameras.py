@@ -267,7 +267,7 @@ def test_errors_are_one_line_naming_the_file(tmp_path: Path, files: dict[str, An
 
 def trainer_cameras(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The trainer's own reading of the dataset: image path → (fx fy cx cy, c2w), both splits."""
-    from trainer.data import load_dataset
+    from trainer.io.data import load_dataset
 
     data = load_dataset(root)
     out = {}

@@ -115,7 +115,7 @@ def test_same_keys_as_the_contract_fixture(tmp_path: Path, fixture_dataset: Path
 
 
 def test_trainer_loader_reads_the_dataset(tmp_path: Path) -> None:
-    from trainer.data import load_dataset  # layer 1 runs in the trainer's environment (.venv)
+    from trainer.io.data import load_dataset  # layer 1 runs in the trainer's environment (.venv)
 
     write_views(tmp_path / "ds", 6)
     ds = load_dataset(tmp_path / "ds")

@@ -331,7 +331,7 @@ def test_dataset_loads_in_the_trainer(tmp_path: Path) -> None:
              output_dir=str(tmp_path / "ds"))
     assert bpy.ops.plenox.capture() == {"FINISHED"}
     code = (
-        "import sys, json; from trainer.data import load_dataset; d = load_dataset(sys.argv[1]);"
+        "import sys, json; from trainer.io.data import load_dataset; d = load_dataset(sys.argv[1]);"
         "print(json.dumps({'train': list(d.train.images.shape), 'test': list(d.test.images.shape),"
         "'k': d.train.intrinsics[0].tolist(), 'aabb': d.aabb.tolist(), 'c2w': d.test.c2w[0].tolist()}))"
     )

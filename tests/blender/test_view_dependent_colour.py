@@ -1,7 +1,7 @@
 """View-dependent colour in the imported volume (contract 4's SH field), in real Blender with Cycles.
 
 References are independent of the add-on's node code: the SH basis in closed form with numpy (checked
-against the trainer's own trainer/sh.py in a `.venv` subprocess), and the contract's field integrated
+against the trainer's own trainer/engine/sh.py in a `.venv` subprocess), and the contract's field integrated
 along the ray.
 """
 
@@ -24,7 +24,7 @@ from blender_plenox.volume.importer import import_grid
 from blender_plenox.volume.sh_nodes import group_name
 from blender_plenox.volume.volume_object import NODE_SH
 
-# svox2's constants as the trainer writes them (trainer/sh.py); test_closed_form_is_the_trainers checks them.
+# svox2's constants as the trainer writes them (trainer/engine/sh.py); test_closed_form_is_the_trainers checks them.
 C0 = 0.28209479177387814
 C1 = 0.4886025119029199
 C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
@@ -72,7 +72,7 @@ def test_closed_form_is_the_trainers():
     """The numpy basis above is the trainer's sh_basis, to float32 precision, for every degree."""
     dirs = _directions(64, 1)
     code = (
-        "import json, sys, torch; from trainer.sh import sh_basis; "
+        "import json, sys, torch; from trainer.engine.sh import sh_basis; "
         "d = torch.tensor(json.load(sys.stdin), dtype=torch.float64); "
         "print(json.dumps([sh_basis(d, k).tolist() for k in range(4)]))"
     )

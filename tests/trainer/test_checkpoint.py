@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from trainer.grid import SparseGrid, decode_voxels, encode_voxels
+from trainer.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from trainer.engine.grid import SparseGrid, decode_voxels, encode_voxels
 
 
 def state(step: int) -> dict:
@@ -81,8 +81,8 @@ def _trained_trainer(tmp_path: Path, sh_degree: int):  # type: ignore[no-untyped
     from scenes import write_sphere_dataset
 
     from trainer.config import preset
-    from trainer.data import load_dataset
-    from trainer.events import NullEventSink
+    from trainer.io.data import load_dataset
+    from trainer.io.events import NullEventSink
     from trainer.train import Trainer
 
     write_sphere_dataset(tmp_path / "d", n_train=8, n_test=1, width=16, height=16, aabb=[[-1, -1, -1], [1, 1, 1]])
@@ -128,13 +128,13 @@ def test_checkpoint_is_exact_and_smaller_than_version_1(tmp_path: Path, sh_degre
 
 
 def _dataset_of(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from trainer.data import load_dataset
+    from trainer.io.data import load_dataset
 
     return load_dataset(tmp_path / "d")
 
 
 def _null():  # type: ignore[no-untyped-def]
-    from trainer.events import NullEventSink
+    from trainer.io.events import NullEventSink
 
     return NullEventSink()
 

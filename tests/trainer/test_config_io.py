@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from trainer.config import PRESETS, TrainConfig
-from trainer.config_io import (
+from trainer.io.config_io import (
     ConfigError,
     apply_sets,
     build_config,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from scenes import write_sphere_dataset
 
-from trainer.data import DatasetError, camera_rays, load_dataset
+from trainer.io.data import DatasetError, camera_rays, load_dataset
 
 
 def project_opencv(points: np.ndarray, c2w: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from cli_helpers import error_lines, events, run_trainer
 from scenes import write_sphere_dataset
 
 from trainer.config import PRESETS
-from trainer.gridfile import load_grid
+from trainer.io.gridfile import load_grid
 
 TINY = PRESETS["tiny"]
 STEPS, FINAL_SIDE = TINY.steps, TINY.resolutions[-1]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.events import BarEventSink, JsonEventSink, NullEventSink
+from trainer.io.events import BarEventSink, JsonEventSink, NullEventSink
 
 
 def test_json_lines_carry_event_time_and_plain_values() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from trainer.grid import SparseGrid, trilinear
+from trainer.engine.grid import SparseGrid, trilinear
 
 
 def random_sparse_grid(res: tuple[int, int, int], degree: int, fill: float, seed: int) -> SparseGrid:
@@ -86,7 +86,7 @@ def test_occupancy_mask_covers_every_point_with_nonzero_field() -> None:
 
 
 def test_grid_data_round_trip_keeps_values_and_signed_density() -> None:
-    from trainer.gridfile import GridData  # noqa: F401  (io's module; the conversion targets it)
+    from trainer.io.gridfile import GridData  # noqa: F401  (io's module; the conversion targets it)
 
     grid = random_sparse_grid((6, 6, 6), degree=2, fill=0.3, seed=7)
     grid.density[0] = -1.0
@@ -100,8 +100,8 @@ def test_grid_data_round_trip_keeps_values_and_signed_density() -> None:
 
 
 def test_grid_file_renders_exactly_like_the_in_memory_grid(tmp_path: Path) -> None:
-    from trainer.gridfile import load_grid, save_grid
-    from trainer.render import render_image
+    from trainer.io.gridfile import load_grid, save_grid
+    from trainer.engine.render import render_image
 
     grid = random_sparse_grid((12, 10, 14), degree=2, fill=0.7, seed=11)
     g = torch.Generator().manual_seed(12)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from make_fixtures import GRID_AABB, GRID_COORDS, GRID_DC_COLOUR, GRID_DC_VALUE, GRID_DENSITY, grid_arrays
 
-from trainer.gridfile import GridData, GridFileError, grid_summary, load_grid, save_grid
+from trainer.io.gridfile import GridData, GridFileError, grid_summary, load_grid, save_grid
 
 
 def random_grid(n: int = 50, degree: int = 2, seed: int = 0) -> GridData:

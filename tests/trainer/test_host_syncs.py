@@ -19,8 +19,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from trainer.config import preset
-from trainer.data import Dataset, load_dataset
-from trainer.events import EventSink
+from trainer.io.data import Dataset, load_dataset
+from trainer.io.events import EventSink
 from trainer.train import Trainer
 
 CPU = torch.device("cpu")

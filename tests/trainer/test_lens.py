@@ -1,6 +1,6 @@
 """Lens distortion: the trainer's rays through distorted pixels hit the points that project there.
 
-The reference is written here, independently of trainer/lens.py, in numpy float64: a world point is
+The reference is written here, independently of trainer/io/lens.py, in numpy float64: a world point is
 projected with the pinhole model (OpenCV camera axes), distorted with the forward model as OpenCV /
 COLMAP / nerfstudio define it, and mapped to pixels. The trainer's ray for that pixel position must
 pass through the point; its direction, projected and distorted again by the reference, must land
@@ -17,8 +17,8 @@ import pytest
 import torch
 from scenes import look_at, write_sphere_dataset
 
-from trainer.data import DatasetError, camera_rays, load_dataset
-from trainer.lens import pixel_directions
+from trainer.io.data import DatasetError, camera_rays, load_dataset
+from trainer.io.lens import pixel_directions
 
 MAX_PX = 0.01
 

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from trainer.grid import SparseGrid
-from trainer.losses import beta_loss, cauchy_sparsity, total_variation, tv_neighbours
+from trainer.engine.grid import SparseGrid
+from trainer.engine.losses import beta_loss, cauchy_sparsity, total_variation, tv_neighbours
 
 
 def test_cauchy_value_and_gradient() -> None:

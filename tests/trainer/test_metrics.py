@@ -9,7 +9,7 @@ import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from trainer.metrics import psnr, ssim
+from trainer.engine.metrics import psnr, ssim
 
 
 def ssim_reference(x: np.ndarray, y: np.ndarray) -> float:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from trainer.optim import delayed_lr, log_lerp_lr, rmsprop_step_, touched_rows
+from trainer.engine.optim import delayed_lr, log_lerp_lr, rmsprop_step_, touched_rows
 
 
 def test_sparse_rmsprop_equals_dense_on_touched_rows_and_leaves_the_rest() -> None:

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from trainer.grid import SparseGrid
-from trainer.orbit import content_box, fit_distance, orbit_poses
+from trainer.engine.grid import SparseGrid
+from trainer.io.orbit import content_box, fit_distance, orbit_poses
 
 
 def grid_with_cube_and_floater() -> SparseGrid:

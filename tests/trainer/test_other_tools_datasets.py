@@ -12,8 +12,8 @@ import torch
 from cli_helpers import error_lines, run_trainer
 from scenes import write_blendernerf_dataset, write_sphere_dataset
 
-from trainer.data import HOLDOUT_EVERY, DatasetError, load_dataset
-from trainer.gridfile import load_grid
+from trainer.io.data import HOLDOUT_EVERY, DatasetError, load_dataset
+from trainer.io.gridfile import load_grid
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from cli_helpers import ENV, REPO, error_lines, run_trainer
 from scenes import write_sphere_dataset
 
 from trainer import train as train_module
-from trainer.gridfile import load_grid
+from trainer.io.gridfile import load_grid
 
 POSIX_ONLY = ("resource", "fcntl", "termios", "pwd", "grp")
 AABB = [[-1, -1, -1], [1, 1, 1]]
@@ -170,7 +170,7 @@ def test_memory_figure_falls_back_then_gives_up(monkeypatch: pytest.MonkeyPatch,
     write_sphere_dataset(data, n_train=4, n_test=1, width=12, height=12, aabb=AABB)
     from test_train import ListSink, small_config
 
-    from trainer.data import load_dataset
+    from trainer.io.data import load_dataset
 
     result = train_module.run_training(small_config(steps=6, upsample_at=[3], prune_at=[]), load_dataset(data),
                                        tmp_path / "run", ListSink(), resume=False,

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.grid import SparseGrid
-from trainer.render import RenderOptions, ray_box, render_image, render_rays, segment_transmittance
-from trainer.sh import C0
+from trainer.engine.grid import SparseGrid
+from trainer.engine.render import RenderOptions, ray_box, render_image, render_rays, segment_transmittance
+from trainer.engine.sh import C0
 
 BG = (1.0, 1.0, 1.0)
 
@@ -143,7 +143,7 @@ def dense_reference(grid: SparseGrid, o: torch.Tensor, d: torch.Tensor, bg: torc
     sigma = torch.relu(vals[0])
     sh = vals[1:].permute(1, 2, 0).reshape(o.shape[0], n, 3, -1)
     k = sh.shape[-1]
-    from trainer.sh import sh_basis
+    from trainer.engine.sh import sh_basis
 
     rgb = torch.relu((sh * sh_basis(d.double(), round(math.sqrt(k)) - 1)[:, None, None, :]).sum(-1) + 0.5)
     od = sigma * dt
@@ -201,7 +201,7 @@ def test_render_image_dc_only_ignores_view_dependence() -> None:
 
 
 def test_colour_and_dc_in_one_pass_equal_the_two_separate_passes() -> None:
-    from trainer.render import color_and_dc_pass, color_pass, density_pass, sample_rays, visible_samples
+    from trainer.engine.render import color_and_dc_pass, color_pass, density_pass, sample_rays, visible_samples
 
     torch.manual_seed(3)
     grid = SparseGrid.dense(6, torch.tensor([[-1.0] * 3, [1.0] * 3]), 2, density=2.0)

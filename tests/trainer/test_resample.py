@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 import torch
 
-from trainer.grid import SparseGrid
-from trainer.render import RenderOptions, max_weights, render_rays
-from trainer.resample import fitted_box, prune, upsample
+from trainer.engine.grid import SparseGrid
+from trainer.engine.render import RenderOptions, max_weights, render_rays
+from trainer.engine.resample import fitted_box, prune, upsample
 
 AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 
@@ -125,3 +130,67 @@ def test_max_weights_are_the_largest_sample_weight() -> None:
     back = grid.coords()[:, 2] < 8
     assert float(w[back].max()) < 1e-3
     assert 0 < int((w > 0).sum()) < 200
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_dilation_is_the_chebyshev_ball_around_the_seeds(steps: int) -> None:
+    from trainer.engine.resample import dilate_voxels
+
+    g = torch.Generator().manual_seed(5)
+    res = (9, 7, 11)
+    seeds = torch.stack([torch.randint(0, n, (6,), generator=g) for n in res], 1)
+    seeds = torch.cat((seeds, torch.tensor([[0, 0, 0], [8, 6, 10]])))  # corners: the border clips the ball
+    mask = dilate_voxels(seeds, res, steps)
+    every = torch.stack(torch.meshgrid(*(torch.arange(n) for n in res), indexing="ij"), -1)  # [..., 3]
+    distance = (every[..., None, :] - seeds).abs().amax(-1).amin(-1)  # to the nearest seed
+    assert torch.equal(mask, distance <= steps)
+
+
+def test_prune_keeps_the_dilated_set_within_the_active_voxels() -> None:
+    box = torch.tensor([[0.0] * 3, [1.0] * 3])
+    grid = SparseGrid.dense(8, box, 0, density=1.0)
+    coords = grid.coords()
+    active = coords[:, 0] != 4  # a gap in x: dilation must not bring empty voxels back
+    grid, _ = prune(grid, active, dilate=0)
+    coords = grid.coords()
+    keep = (coords == torch.tensor([3, 3, 3])).all(1)
+    pruned, old_rows = prune(grid, keep, dilate=2)
+    got = {tuple(c) for c in pruned.coords().tolist()}
+    expect = {(x, y, z) for x in range(1, 6) for y in range(1, 6) for z in range(1, 6) if x != 4}
+    assert got == expect
+    assert torch.equal(grid.coords()[old_rows], pruned.coords())
+
+
+PRUNE_MEMORY_SCRIPT = """
+import resource, sys, torch
+sys.path.insert(0, sys.argv[1])
+from trainer.engine.grid import SparseGrid
+from trainer.engine.resample import prune
+torch.set_num_threads(1)
+res = (512, 512, 512)
+g = torch.Generator().manual_seed(0)
+# 4 million voxels: a thick shell, as a 512^3 stage of a real scene holds
+flat = torch.randperm(res[0] * res[1] * res[2], generator=g)[: 4_000_000].sort().values
+coords = torch.stack((flat // (512 * 512), (flat // 512) % 512, flat % 512), 1)
+grid = SparseGrid.from_coords(res, coords, torch.rand(len(flat), generator=g), torch.zeros(len(flat), 3),
+                              torch.tensor([[0.0] * 3, [1.0] * 3]), 0)
+grid.coords()
+keep = torch.rand(len(flat), generator=g) < 0.5
+del flat, coords
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+pruned, _ = prune(grid, keep, dilate=2)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024, pruned.n_active)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss units and accounting as on Linux")
+def test_pruning_a_512_grid_with_millions_of_voxels_stays_within_a_memory_bound() -> None:
+    # a fresh process, so that the peak resident set is this prune's own
+    out = subprocess.run([sys.executable, "-c", PRUNE_MEMORY_SCRIPT, str(Path(__file__).resolve().parents[2])],
+                         capture_output=True, text=True, check=True, timeout=600)
+    growth_mb, n_after = out.stdout.split()
+    assert int(n_after) > 3_000_000  # half the seeds, dilated by 2 within the active set
+    # the new grid's links alone are 512 MiB (int32 per voxel) and its rows ~60 MiB; the dilation's
+    # two byte masks 256 MiB. 27 int64 neighbour coordinates per seed would add 1.3 GB more.
+    assert float(growth_mb) < 1100, f"prune grew the peak resident set by {float(growth_mb):.0f} MiB"

@@ -12,9 +12,9 @@ import pytest
 from cli_helpers import ENV, REPO, error_lines, events, run_trainer, start_trainer
 from scenes import write_sphere_dataset
 
-from trainer.checkpoint import load_checkpoint
+from trainer.io.checkpoint import load_checkpoint
 from trainer.cli import sigterm_as_interrupt
-from trainer.gridfile import load_grid
+from trainer.io.gridfile import load_grid
 
 # a short two-stage schedule with frequent checkpoints (tiny's own steps are not needed here)
 SETTINGS = ["steps=60", "resolutions=[16,32]", "upsample_at=[30]", "prune_at=[15]", "checkpoint_every=10",

@@ -14,8 +14,8 @@ from cli_helpers import run_trainer
 from scenes import look_at, sphere_eyes, write_sphere_dataset
 
 from trainer.config import preset
-from trainer.data import DatasetError, load_dataset
-from trainer.scene_box import LATTICE, camera_box, ngp_box
+from trainer.io.data import DatasetError, load_dataset
+from trainer.io.scene_box import LATTICE, camera_box, ngp_box
 from trainer.train import scene_box_for
 
 

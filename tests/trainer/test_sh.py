@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from trainer.sh import num_coeffs, sh_basis, sh_to_rgb
+from trainer.engine.sh import num_coeffs, sh_basis, sh_to_rgb
 
 
 def test_constants_match_closed_form() -> None:

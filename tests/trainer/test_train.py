@@ -13,9 +13,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from trainer.config import PRESETS, check_config, preset
-from trainer.data import Dataset, load_dataset
-from trainer.metrics import psnr
-from trainer.render import render_image
+from trainer.io.data import Dataset, load_dataset
+from trainer.engine.metrics import psnr
+from trainer.engine.render import render_image
 from trainer.train import TrainingError, run_training
 
 CPU = torch.device("cpu")
@@ -122,7 +122,7 @@ def test_nonnegative_density_option_keeps_every_voxel_at_or_above_zero(sphere: D
 def test_initial_fog_is_as_clear_for_any_box_size(sphere: Dataset, tmp_path: Path, half_side: float) -> None:
     # Density settings are in scene units (box spanning [-1, 1]): the initial field must let the same
     # light through a box of any size, about exp(-2 * init_density) along a ray through its middle.
-    from trainer.render import RenderOptions, render_rays
+    from trainer.engine.render import RenderOptions, render_rays
     from trainer.train import Trainer
 
     box = torch.tensor([[-half_side] * 3, [half_side] * 3])

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer.data import camera_rays
-from trainer.grid import SparseGrid, trilinear
-from trainer.sh import C0, num_coeffs, sh_basis, sh_to_rgb
+from trainer.io.data import camera_rays
+from trainer.engine.grid import SparseGrid, trilinear
+from trainer.engine.sh import C0, num_coeffs, sh_basis, sh_to_rgb
 
 
 @dataclass

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from trainer.grid import SparseGrid
+from trainer.engine.grid import SparseGrid
 
 
 def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ Accepts transforms_{train,test[,val]}.json or a single transforms.json (every 8t
 testing), as written by NeRF-synthetic, this project's capture, BlenderNeRF, instant-ngp's colmap2nerf
 and nerfstudio: `camera_angle_x` or `fl_x/fl_y/cx/cy/w/h` (file-level, overridden per frame), OpenCV
 lens distortion (`k1..k4 p1 p2`, `is_fisheye` / `camera_model`), `aabb` or `aabb_scale` for the scene
-box (trainer.scene_box), RGBA composited on a background, and an integer downscale by area averaging.
+box (trainer.io.scene_box), RGBA composited on a background, and an integer downscale by area averaging.
 
 Frames whose image is missing are skipped with one warning per file; a test (or val) file none of
 whose images exist is treated as absent (BlenderNeRF writes test poses without images), and the test
@@ -26,14 +26,14 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from trainer.lens import (
+from trainer.io.lens import (
     LENS_COLUMNS,
     MODEL_FISHEYE,
     MODEL_RADIAL_TANGENTIAL,
     PINHOLE_COLUMNS,
     pixel_directions,
 )
-from trainer.scene_box import NGP_OFFSET, NGP_SCALE, SceneBox, ngp_scene_box
+from trainer.io.scene_box import NGP_OFFSET, NGP_SCALE, SceneBox, ngp_scene_box
 
 HOLDOUT_EVERY = 8                    # a single transforms.json: frames 0, 8, 16, ... form the test split
 LENS_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
@@ -57,7 +57,7 @@ class Split:
     images: torch.Tensor      # float32 [V, H, W, 3] in [0, 1], composited on the background, CPU
     c2w: torch.Tensor         # float32 [V, 4, 4] camera-to-world, OpenGL axes (camera looks down -z)
     # float32 [V, 4] = fx, fy, cx, cy in pixels (after downscale); [V, 11] when any view has a lens
-    # model: fx, fy, cx, cy, k1, k2, k3, k4, p1, p2, model (trainer.lens: 0 radial-tangential, 1 fisheye)
+    # model: fx, fy, cx, cy, k1, k2, k3, k4, p1, p2, model (trainer.io.lens: 0 radial-tangential, 1 fisheye)
     intrinsics: torch.Tensor
     width: int
     height: int
@@ -297,7 +297,7 @@ def _parse_aabb(path: Path, meta: dict[str, Any]) -> torch.Tensor | None:
 
 
 def _parse_ngp_box(path: Path, meta: dict[str, Any]) -> SceneBox | None:
-    """instant-ngp's box (trainer.scene_box.ngp_box) for the file's `aabb_scale`, with its `scale`
+    """instant-ngp's box (trainer.io.scene_box.ngp_box) for the file's `aabb_scale`, with its `scale`
     and `offset` keys when present."""
     if "aabb_scale" not in meta:
         return None
@@ -399,7 +399,7 @@ def camera_rays(c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height:
 
     Pixel (u, v) has its centre at (u + 0.5, v + 0.5); without a lens model its camera-space direction
     is ((u + 0.5 - cx)/fx, -(v + 0.5 - cy)/fy, -1) (OpenGL axes: +y up, looking down -z). With one
-    (intrinsics [V, 11], see Split), the direction is the lens's exact inverse (trainer.lens), solved
+    (intrinsics [V, 11], see Split), the direction is the lens's exact inverse (trainer.io.lens), solved
     once per distinct camera, since views from one camera share their pixel directions.
     """
     c2w = c2w.to(device=device, dtype=torch.float32)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from trainer.grid import CORNERS, SparseGrid, flatten
+from trainer.engine.grid import CORNERS, SparseGrid, flatten
 
 # +x, +y, +z neighbour offsets
 AXES = CORNERS[[4, 2, 1]]

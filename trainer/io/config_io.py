@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from trainer.atomic import atomic_path
+from trainer.io.atomic import atomic_path
 from trainer.config import TrainConfig, check_config, preset
 
 TRUE_WORDS = {"true", "yes", "on", "1"}

@@ -6,7 +6,7 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer.atomic import atomic_path
+from trainer.io.atomic import atomic_path
 
 if TYPE_CHECKING:
     import torch

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from trainer import GRID_VERSION
-from trainer.atomic import atomic_path
+from trainer.io.atomic import atomic_path
 
 FORMAT_NAME = "blender_plenox.grid"
 KEYS = ("format", "version", "resolution", "aabb", "coords", "density", "sh", "sh_degree", "metadata")

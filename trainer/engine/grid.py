@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from trainer.sh import num_coeffs
+from trainer.engine.sh import num_coeffs
 
 if TYPE_CHECKING:
-    from trainer.gridfile import GridData
+    from trainer.io.gridfile import GridData
 
 # The 8 corners of an interpolation cell, as (dx, dy, dz) in {0, 1}.
 CORNERS = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], dtype=torch.int64)
@@ -266,7 +266,7 @@ class SparseGrid:
         return cls(links, density[order].contiguous(), sh[order].contiguous(), aabb.to(device), sh_degree)
 
     def to_grid_data(self, metadata: dict[str, Any]) -> GridData:
-        from trainer.gridfile import GridData
+        from trainer.io.gridfile import GridData
 
         k = num_coeffs(self.sh_degree)
         with torch.no_grad():

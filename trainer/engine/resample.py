@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from trainer.grid import SparseGrid, flatten
+from trainer.engine.grid import SparseGrid, flatten
 
 
 def upsample(
@@ -86,20 +86,17 @@ def fitted_box(grid: SparseGrid, side: int, margin: int = 1) -> tuple[torch.Tens
 
 
 def prune(grid: SparseGrid, keep: torch.Tensor, dilate: int = 1) -> tuple[SparseGrid, torch.Tensor]:
-    """Keeps the rows where `keep` [N] is true, grown by `dilate` voxels (26-neighbourhood) within the
-    active set. Returns the new grid and the old row id of each new row (to carry optimiser state)."""
+    """Keeps the rows where `keep` [N] is true and the active voxels within `dilate` voxels of one
+    (Chebyshev distance, as svox2's dilation of its dense mask). Returns the new grid and the old row
+    id of each new row (to carry optimiser state)."""
     with torch.no_grad():
-        kept = keep.clone()
         coords = grid.coords()
-        res = torch.tensor(grid.resolution, device=grid.device)
-        steps = torch.arange(-1, 2, device=grid.device)
-        offs = torch.stack(torch.meshgrid(steps, steps, steps, indexing="ij"), dim=-1).reshape(-1, 3)
-        for _ in range(dilate):
-            seeds = coords[kept]
-            nb = (seeds[:, None, :] + offs[None]).reshape(-1, 3)
-            inside = ((nb >= 0) & (nb < res)).all(-1)
-            rows = grid.links.reshape(-1)[flatten(nb[inside], grid.resolution)].long()
-            kept[rows[rows >= 0]] = True
+        if dilate > 0:
+            grown = dilate_voxels(coords[keep], grid.resolution, dilate)
+            kept = grown[coords[:, 0], coords[:, 1], coords[:, 2]]
+            del grown
+        else:
+            kept = keep
         old_rows = torch.nonzero(kept).squeeze(1)  # ascending, so row-major order is kept
         new = SparseGrid.from_coords(
             grid.resolution,
@@ -110,3 +107,25 @@ def prune(grid: SparseGrid, keep: torch.Tensor, dilate: int = 1) -> tuple[Sparse
             grid.sh_degree,
         )
     return new, old_rows
+
+
+def dilate_voxels(seeds: torch.Tensor, resolution: tuple[int, int, int], steps: int) -> torch.Tensor:
+    """A dense bool mask [nx, ny, nz] of the voxels within `steps` voxels (Chebyshev distance, i.e. the
+    26-neighbourhood applied `steps` times) of the seed voxels [K, 3].
+
+    The cube is separable: growing by one along x, then y, then z is the 26-neighbourhood. So it is
+    three in-place ORs of shifted views per step on one byte per voxel (128 MiB at 512^3), instead of
+    27 neighbour coordinates per seed (27 x 24 bytes a seed: several GB for millions of voxels).
+    """
+    mask = torch.zeros(resolution, dtype=torch.bool, device=seeds.device)
+    mask[seeds[:, 0], seeds[:, 1], seeds[:, 2]] = True
+    for _ in range(steps):
+        for axis in range(3):
+            n = mask.shape[axis]
+            if n < 2:
+                continue
+            before = mask.clone()  # the OR must read the mask as it was before this axis
+            mask.narrow(axis, 1, n - 1).logical_or_(before.narrow(axis, 0, n - 1))
+            mask.narrow(axis, 0, n - 1).logical_or_(before.narrow(axis, 1, n - 1))
+            del before
+    return mask

@@ -33,7 +33,7 @@ import math
 
 import torch
 
-# Layout of a camera's row in Split.intrinsics when any view has a lens model (trainer.data):
+# Layout of a camera's row in Split.intrinsics when any view has a lens model (trainer.io.data):
 # fx, fy, cx, cy, then k1, k2, k3, k4, p1, p2, then the model code.
 PINHOLE_COLUMNS = 4
 LENS_COLUMNS = 11

@@ -154,7 +154,7 @@ def _font(image_font: Any, size: int) -> Any:
 def psnr_caption(value: float | None) -> str:
     if value is None:
         return ""
-    return "inf dB" if value == float("inf") else f"{value:.2f} dB"
+    return "PSNR inf" if value == float("inf") else f"PSNR {value:.2f} dB"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,7 +98,7 @@ def test_image_conversions():
     rgba = np.zeros((1, 1, 4), np.uint8)  # transparent black over white
     assert np.all(to_rgb8(rgba) == 255)
     assert np.all(to_rgb8(np.full((1, 1, 3), 0.5, np.float32)) == 128)
-    assert psnr_caption(29.814) == "29.81 dB" and psnr_caption(None) == ""
+    assert psnr_caption(29.814) == "PSNR 29.81 dB" and psnr_caption(None) == ""
 
 
 def test_runs_as_a_script_from_its_path(tmp_path: Path):

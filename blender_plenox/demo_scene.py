@@ -125,7 +125,10 @@ def camera_from_frame(
     """
     w = int(frame.get("w", meta["w"]))
     h = int(frame.get("h", meta["h"]))
-    fl_x = float(frame.get("fl_x", meta.get("fl_x", 0.5 * w / math.tan(0.5 * meta["camera_angle_x"]))))
+    fl_x = frame.get("fl_x", meta.get("fl_x"))
+    if fl_x is None:  # NeRF-synthetic files without the extras: the field of view only
+        fl_x = 0.5 * w / math.tan(0.5 * float(frame.get("camera_angle_x", meta["camera_angle_x"])))
+    fl_x = float(fl_x)
     cx = float(frame.get("cx", meta.get("cx", w / 2)))
     cy = float(frame.get("cy", meta.get("cy", h / 2)))
     cam = bpy.data.cameras.new("CompareCam")

@@ -15,7 +15,6 @@ mean PSNRs, the EEVEE volumetrics used) and, with --turntable, turntable.mp4 (H.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -39,7 +38,7 @@ from .compat import (
     write_eevee_volumetrics,
 )
 from .io.grid_reader import read_grid
-from .utils.clip_range import clip_range, frame_near_far
+from .utils.clip_range import clip_range, frame_near_far, view_depth_range
 from .utils.compare_sheet import psnr_caption
 from .volume.eevee_settings import apply_sharp_volumetrics
 from .volume.volume_object import TAG
@@ -420,7 +419,7 @@ def render_turntable(
     up to even numbers, as H.264's 4:2:0 chroma needs."""
     from mathutils import Matrix
 
-    from .utils.eevee_volumetrics import Volumetrics, choose, merge, view_depths
+    from .utils.eevee_volumetrics import Volumetrics, choose, merge
 
     w = size[0] or scene.render.resolution_x
     h = size[1] or scene.render.resolution_y
@@ -452,10 +451,9 @@ def render_turntable(
         if engine == "EEVEE":
             r.engine = eevee_engine_id()
             scene.eevee.taa_render_samples = samples
-            corners = [tuple(float(voxel_box[k][i]) for i, k in enumerate(pick))
-                       for pick in itertools.product((0, 1), repeat=3)]
-            depths = [d for p in poses if (d := view_depths(corners, tuple(p[:3, 3]), tuple(-p[:3, 2])))]
-            near, far = min(d[0] for d in depths), max(d[1] for d in depths)
+            # one froxel range for the whole orbit: the nearest and farthest the box gets
+            depths = [view_depth_range(p, voxel_box) for p in poses]
+            near, far = max(0.0, min(d[0] for d in depths)), max(d[1] for d in depths)
             chosen = merge(choose(voxel_size, (near, far), (w, h)), Volumetrics(*read_eevee_volumetrics(scene.eevee)))
             write_eevee_volumetrics(scene.eevee, chosen.tile, chosen.samples, chosen.start, chosen.end)
         else:

@@ -7,7 +7,8 @@ versions") lists the differences for readers; keep the two in step.
 
 What differs, and where it is handled:
 - ImageFormatSettings.media_type (5.0): file formats are grouped by media type, and file_format only
-  accepts the formats of the current one. `image_format_attributes`, `set_still_image_format`.
+  accepts the formats of the current one (FFMPEG only under VIDEO). `image_format_attributes`,
+  `set_still_image_format`, `set_video_format`.
 - A new Material or World has no node tree before 5.0 until `use_nodes` is set; 5.0 always makes
   one (and deprecates `use_nodes`). `node_tree_of`.
 - Cycles 5.0 renders volumes unbiased (null scattering) unless `volume_biased` is set; 4.x always
@@ -59,6 +60,14 @@ def set_still_image_format(image_settings: Any, file_format: str) -> None:
     if _HAS_MEDIA_TYPE:
         image_settings.media_type = "IMAGE"
     image_settings.file_format = file_format
+
+
+def set_video_format(image_settings: Any) -> None:
+    """FFmpeg video output (an animation render writes one movie file), on any version: 5.0 lists
+    FFMPEG only under the VIDEO media type. The bpy module writes H.264 MP4 on 4.2, 4.5 and 5.0."""
+    if _HAS_MEDIA_TYPE:
+        image_settings.media_type = "VIDEO"
+    image_settings.file_format = "FFMPEG"
 
 
 def node_tree_of(idblock: Any) -> Any:

@@ -324,7 +324,7 @@ def test_the_checks_catch_a_misplaced_volume(pipeline, probes, shift, mirror):
 def test_cycles_render_agrees_with_the_trainers_render(pipeline, trainer_python):
     _, tmp = pipeline
     data, run = str(tmp / "dataset"), str(tmp / "run")
-    figures = demo_scene.compare(None, data, run, str(tmp / "compare"), trainer_python, view=0, raw=True)
+    figures = demo_scene.compare(None, data, run, str(tmp / "compare"), trainer_python, views=[0], raw=True, eevee=False)
     metrics = json.loads(Path(run, "metrics.json").read_text())
     print(f"end-to-end figures: {figures}; trainer metrics: {metrics}")
     # measured 35.2 / 36.0 / 37.2 dB and 0.27 / 0.48 / 0.59 dB over 28 trainings (module docstring)

@@ -24,10 +24,11 @@ from trainer.io.events import EventSink
 from trainer.train import Trainer
 
 CPU = torch.device("cpu")
-# Packed samples have data-dependent sizes, read once each: the marched samples, those in live occupancy
-# blocks, the visible ones, the rows they touch. Everything else uses sizes known on the host.
+# Packed samples have data-dependent sizes, read once each: the ray segments, those near live cells,
+# the samples in live occupancy blocks, the visible ones, the rows they touch. Everything else uses
+# sizes known on the host.
 # (It was 20 before session 4: masks, per-step loss reads, the longest ray, the voxel size.)
-MAX_SYNCS_PER_STEP = 4
+MAX_SYNCS_PER_STEP = 5
 aten = torch.ops.aten
 
 # ops whose output size or value the host must wait for

@@ -215,3 +215,54 @@ def test_colour_and_dc_in_one_pass_equal_the_two_separate_passes() -> None:
     assert torch.allclose(full, color_pass(*args, False), atol=1e-6)
     assert torch.allclose(dc, color_pass(*args, True), atol=1e-6)
     assert not torch.allclose(full, dc, atol=1e-3)  # the view-dependent terms do matter here
+
+
+def march_every_sample(grid: SparseGrid, origins: torch.Tensor, dirs: torch.Tensor, opts: RenderOptions):
+    """The march without its segment pass: every sample of every ray, tested against the block mask."""
+    mask, box = grid.occupancy(opts.occupancy_block)
+    vs = grid.voxel_size
+    o, d = (origins - grid.aabb[0]) / vs, dirs / vs
+    t_near, t_far = ray_box(o, d, box[0], box[1])
+    delta = opts.step_size * grid.unit
+    ids, xs = [], []
+    for r in range(origins.shape[0]):
+        n = int(torch.ceil((t_far[r] - t_near[r]) / delta).clamp(min=0))
+        t = t_near[r] + (torch.arange(n, dtype=torch.float32) + 0.5) * delta
+        x = o[r] + t[:, None] * d[r]
+        b = torch.floor((x + 0.5) / opts.occupancy_block).clamp(min=0).long()
+        b = torch.minimum(b, torch.tensor(mask.shape) - 1)
+        live = mask[b[:, 0], b[:, 1], b[:, 2]]
+        ids.append(torch.full((int(live.sum()),), r))
+        xs.append(x[live])
+    return torch.cat(ids), torch.cat(xs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("step_size", [0.5, 0.3, 1.0])
+def test_march_skips_empty_segments_without_losing_a_sample(seed: int, step_size: float) -> None:
+    from trainer.engine.render import march
+
+    g = torch.Generator().manual_seed(seed)
+    # non-cubic voxels, a few small clusters of live voxels in a large empty grid, some dense voxels
+    # negative (not live)
+    box = torch.tensor([[-1.0, -1.5, -0.7], [1.0, 1.2, 0.9]])
+    grid = SparseGrid.dense((40, 33, 27), box, 0, density=-1.0)
+    coords = grid.coords()
+    for _ in range(4):
+        centre = torch.stack([torch.randint(0, n, (1,), generator=g) for n in grid.resolution], 1)
+        near = (coords - centre).abs().amax(1) <= 1
+        grid.density[near] = torch.rand(int(near.sum()), generator=g) + 0.1
+    opts = RenderOptions(step_size=step_size, occupancy_block=2)
+    origins = torch.randn((300, 3), generator=g) * 2.0
+    origins[:20] *= 0.1  # some rays start inside the box
+    # aimed near live voxels (and a few anywhere)
+    live = coords[grid.density > 0]
+    aim = live[torch.randint(live.shape[0], (300,), generator=g)].float() + torch.rand((300, 3), generator=g)
+    aim = grid.aabb[0] + aim * grid.voxel_size
+    dirs = F.normalize(aim - origins + 0.05 * torch.randn((300, 3), generator=g), dim=1)
+    dirs[-30:] = F.normalize(torch.randn((30, 3), generator=g), dim=1)
+    ray_id, x, _ = march(grid, origins, dirs, opts)
+    ref_id, ref_x = march_every_sample(grid, origins, dirs, opts)
+    assert ref_id.numel() > 100  # the case has samples to find
+    assert torch.equal(ray_id, ref_id)
+    torch.testing.assert_close(x, ref_x, rtol=0, atol=1e-5)

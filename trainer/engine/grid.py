@@ -79,6 +79,8 @@ class SparseGrid:
         self.sh_degree = sh_degree
         # Caches: links never change after construction (pruning and upsampling build a new grid).
         self._occupancy: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self._cells = torch.zeros((0, 0, 0), dtype=torch.bool)
+        self._near: tuple[int, torch.Tensor] | None = None
         self._coords: torch.Tensor | None = None
         self._padded: tuple[torch.Tensor, torch.Tensor] | None = None
         # Constants the render path needs on every step, built once per grid: a Python number read
@@ -89,6 +91,7 @@ class SparseGrid:
         self._voxel_size = host_vs.to(self.aabb.device)
         self._res_dev = res.to(links.device)
         self._block_top: dict[int, torch.Tensor] = {}
+        self.cell_top = res.to(links.device)  # the largest occupancy-cell index per axis (cells 0..R)
 
     # --- geometry --------------------------------------------------------------------------------
     @property
@@ -189,6 +192,7 @@ class SparseGrid:
     def refresh_occupancy(self) -> None:
         """Forget the cached occupancy mask (call after density changed)."""
         self._occupancy = None
+        self._near = None
 
     def occupancy(self, block: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A coarse mask of interpolation cells whose field can be non-zero, and their bounding box.
@@ -218,7 +222,17 @@ class SparseGrid:
         else:
             box = torch.zeros((2, 3), device=self.device)
         self._occupancy = (block, mask, box)
+        self._cells = cell
         return mask, box
+
+    def near_occupancy(self, block: int, radius: int) -> torch.Tensor:
+        """The occupancy mask's cells grown by `radius` cells (Chebyshev), unpooled, bool [R+1]^3: a
+        point whose cell is clear here has no live cell within `radius` along any axis, so a whole ray
+        segment around it can be skipped without looking at its samples (render.march)."""
+        self.occupancy(block)
+        if self._near is None or self._near[0] != radius:
+            self._near = (radius, dilate_mask(self._cells, radius))
+        return self._near[1]
 
     # --- construction and conversion ---------------------------------------------------------------
     @classmethod
@@ -385,3 +399,22 @@ def block_any(mask: torch.Tensor, block: int) -> torch.Tensor:
     padded = torch.nn.functional.pad(mask, (0, pads[2], 0, pads[1], 0, pads[0]))
     nx, ny, nz = (s // block for s in padded.shape)
     return padded.reshape(nx, block, ny, block, nz, block).any(5).any(3).any(1)
+
+
+def dilate_mask(mask: torch.Tensor, steps: int) -> torch.Tensor:
+    """A new 3-D bool mask: `mask` grown by `steps` cells (Chebyshev distance, i.e. the 26-neighbourhood
+    applied `steps` times).
+
+    The cube is separable: growing by one along x, then y, then z is the 26-neighbourhood, so each step
+    is three in-place ORs of shifted views on one byte per cell.
+    """
+    out = mask.clone()
+    for _ in range(steps):
+        for axis in range(3):
+            n = out.shape[axis]
+            if n < 2:
+                continue
+            before = out.clone()  # the OR must read the mask as it was before this axis
+            out.narrow(axis, 1, n - 1).logical_or_(before.narrow(axis, 0, n - 1))
+            out.narrow(axis, 0, n - 1).logical_or_(before.narrow(axis, 1, n - 1))
+    return out

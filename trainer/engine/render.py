@@ -11,6 +11,7 @@ gradient, is exactly zero), and samples behind the early-termination transmittan
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,13 +43,22 @@ def ray_box(
     return t_near, t_far
 
 
+# Fine samples per segment in march's first pass: 16 half-voxel steps span 8 voxels (on lego at 128³
+# after pruning, the march of 5,000 rays took 25.6 ms one sample at a time, 18.0 by 8, 13.8 by 16).
+SEGMENT = 16
+
+
 def march(
     grid: SparseGrid, origins: torch.Tensor, dirs: torch.Tensor, opts: RenderOptions
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Packed sample points in live occupancy blocks: (ray id [S], grid coords [S, 3], delta in world units).
 
     Rays are world-space with unit directions; samples sit every step_size voxels from where the ray
-    enters the box around the active voxels, at segment mid-points.
+    enters the box around the active voxels, at segment mid-points. Two passes: the rays are first cut
+    into segments of SEGMENT samples, and a segment whose midpoint sees no live cell within its own
+    half-length (the occupancy grown by that radius) is skipped whole; the samples of the remaining
+    segments are then tested one by one. On a pruned grid most of a ray is empty, so the first pass
+    looks at one point where the samples would be sixteen, and the result is the same sample set.
     """
     device = origins.device
     mask, box = grid.occupancy(opts.occupancy_block)
@@ -57,14 +67,30 @@ def march(
     d = dirs / vs  # grid units per world unit of t
     t_near, t_far = ray_box(o, d, box[0], box[1])
     delta = opts.step_size * grid.unit
-    n = torch.ceil((t_far - t_near) / delta).clamp(min=0).long()
-    total = int(n.sum())  # host sync: the packed arrays' size
+    n = torch.ceil((t_far - t_near) / delta).clamp(min=0).long()  # samples per ray
+    m = SEGMENT
+    n_seg = (n + (m - 1)) // m
+    total = int(n_seg.sum())  # host sync: the segments' count
     if total == 0:
-        empty = torch.zeros((0,), dtype=torch.int64, device=device)
-        return empty, torch.zeros((0, 3), device=device), delta
-    ray_id = torch.repeat_interleave(torch.arange(n.shape[0], device=device), n, output_size=total)
-    first = torch.cumsum(n, 0) - n
-    k = torch.arange(total, device=device) - first[ray_id]
+        return _no_samples(device, delta)
+    seg_ray = torch.repeat_interleave(torch.arange(n.shape[0], device=device), n_seg, output_size=total)
+    seg = torch.arange(total, device=device) - (torch.cumsum(n_seg, 0) - n_seg)[seg_ray]
+    # A sample moves at most step_size grid units per step along each axis (delta is step_size times
+    # the smallest voxel side), so every sample of a segment is within m/2 * step_size of its midpoint;
+    # and a sample passes the test below when any cell of its block is live, up to block - 1 cells away.
+    radius = math.ceil(0.5 * m * opts.step_size) + opts.occupancy_block - 1
+    near = grid.near_occupancy(opts.occupancy_block, radius)
+    mid = t_near[seg_ray] + (seg.to(t_near.dtype) * m + 0.5 * m) * delta
+    xm = o[seg_ray] + mid[:, None] * d[seg_ray]
+    cells = torch.minimum(torch.floor(xm + 0.5).clamp_(min=0.0), grid.cell_top)
+    nx, ny, nz = near.shape
+    keep = torch.nonzero(near.reshape(-1)[((cells[:, 0] * ny + cells[:, 1]) * nz + cells[:, 2]).long()]).squeeze(1)
+    if keep.numel() == 0:  # (the size is on the host already: nonzero's output)
+        return _no_samples(device, delta)
+    seg_ray, seg = seg_ray.index_select(0, keep), seg.index_select(0, keep)
+    # every segment's m samples, in ray order
+    ray_id = seg_ray.repeat_interleave(m)
+    k = (seg * m).repeat_interleave(m) + torch.arange(m, device=device).repeat(seg.shape[0])
     t = t_near[ray_id] + (k.to(t_near.dtype) + 0.5) * delta
     x = o[ray_id] + t[:, None] * d[ray_id]
     # Cell c holds the points whose lower interpolation corner is voxel c - 1: c = floor(x + 0.5).
@@ -73,8 +99,12 @@ def march(
     _, by, bz = mask.shape
     block = torch.minimum(torch.floor((x + 0.5) / opts.occupancy_block).clamp_(min=0.0), grid.block_top(opts.occupancy_block))
     flat = ((block[:, 0] * by + block[:, 1]) * bz + block[:, 2]).long()
-    live = torch.nonzero(mask.reshape(-1)[flat]).squeeze(1)  # host sync: the live samples' count
+    live = torch.nonzero(mask.reshape(-1)[flat] & (k < n[ray_id])).squeeze(1)  # host sync: the live samples
     return ray_id.index_select(0, live), x.index_select(0, live), delta
+
+
+def _no_samples(device: torch.device, delta: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    return torch.zeros((0,), dtype=torch.int64, device=device), torch.zeros((0, 3), device=device), delta
 
 
 def longest_ray(grid: SparseGrid, step_size: float) -> int:

@@ -61,7 +61,8 @@ class SparseField:
 
     def __init__(self, grid: PlenoxGrid) -> None:
         self.grid = grid
-        flat = np.ravel_multi_index(grid.coords.astype(np.int64).T, tuple(grid.resolution))
+        self._shape = tuple(int(v) for v in grid.resolution)
+        flat = np.ravel_multi_index(tuple(grid.coords.astype(np.int64).T), self._shape)
         self._order = np.argsort(flat, kind="stable")
         self._keys = flat[self._order]
 
@@ -71,7 +72,7 @@ class SparseField:
             return np.full(len(ijk), -1, np.int64)
         res = self.grid.resolution
         inside = np.all((ijk >= 0) & (ijk < res), axis=1)
-        flat = np.ravel_multi_index(np.where(inside[:, None], ijk, 0).T, tuple(res))
+        flat = np.ravel_multi_index(tuple(np.where(inside[:, None], ijk, 0).T), self._shape)
         pos = np.minimum(np.searchsorted(self._keys, flat), len(self._keys) - 1)
         found = inside & (self._keys[pos] == flat)
         return np.where(found, self._order[pos], -1)

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import bpy
 
-from . import capture, import_volume, train, trainer_env
+from . import capture, import_mesh, import_volume, train, trainer_env
 
-classes = (*capture.classes, *train.classes, *import_volume.classes, *trainer_env.classes)
+classes = (*capture.classes, *train.classes, *import_volume.classes, *import_mesh.classes, *trainer_env.classes)
 _register_classes: Callable[[], None]
 _unregister_classes: Callable[[], None]
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)  # type: ignore[func-returns-value,misc]  # the 4.2 stubs declare it as returning None

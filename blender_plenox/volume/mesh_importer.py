@@ -111,6 +111,7 @@ def import_grid_as_mesh(
     opacity: float = 0.5,
     color_space: ColorSpace = "LINEAR",
     view_dependent: bool = True,
+    fill_voids: bool = True,
 ) -> MeshImportResult:
     """Reads a contract-4 grid and shows its surface at `opacity` per voxel as the mesh object
     `<object_name> Mesh` (made, or its data replaced). view_dependent: bake the SH colour seen along
@@ -121,7 +122,7 @@ def import_grid_as_mesh(
     grid = read_grid(grid_path)
     level = density_for_opacity(opacity, float(min(grid.voxel_size)))
     name = mesh_object_name(object_name)
-    mesh = extract_surface(scene, grid, level, name)
+    mesh = extract_surface(scene, grid, level, name, fill_voids)
     if len(mesh.vertices) == 0:
         bpy.data.meshes.remove(mesh)
         peak = float(grid.density.max()) if grid.num_voxels else 0.0

@@ -108,6 +108,20 @@ def test_surface_lies_on_the_analytic_sphere(empty_scene, tmp_path):
     assert len(bpy.data.volumes) == 0 and [m.name for m in bpy.data.meshes] == [obj.data.name]
 
 
+def test_a_hollow_shell_gives_its_outer_surface_only(empty_scene, tmp_path):
+    # what pruning leaves of a solid no camera saw inside: a shell 4 voxels thick around a void
+    grid = sphere_grid()
+    r = np.linalg.norm(grid.sample_points() - CENTRE, axis=1)
+    hollow = PlenoxGrid(grid.resolution, grid.aabb, grid.coords[r > RADIUS - 4 * H], grid.density[r > RADIUS - 4 * H],
+                        grid.sh[r > RADIUS - 4 * H], 0)
+    write_grid(tmp_path / "shell.npz", hollow)
+    outer = import_grid_as_mesh(empty_scene, str(tmp_path / "shell.npz"))
+    assert on_sphere(vertex_arrays(outer.obj.data)[0])
+    both = import_grid_as_mesh(empty_scene, str(tmp_path / "shell.npz"), fill_voids=False)
+    inner = np.linalg.norm(vertex_arrays(both.obj.data)[0] - CENTRE, axis=1) < RADIUS - 2 * H
+    assert inner.sum() > 0.15 * outer.vertices  # the void's wall (radius ≈ R − 4h), left out above
+
+
 def test_reimport_replaces_the_mesh(empty_scene, tmp_path):
     write_grid(tmp_path / "ball.npz", sphere_grid())
     first = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5)

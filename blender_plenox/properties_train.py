@@ -199,8 +199,8 @@ class PlenoxImportSettings(bpy.types.PropertyGroup):
     surface_opacity: FloatProperty(  # type: ignore[valid-type]
         name="Surface Opacity",
         description="Mesh: the surface lies where one voxel's thickness of the field stops this share of "
-        "the light, i.e. at density −ln(1 − opacity) / voxel size; higher lies deeper inside",
-        default=0.5,
+        "the light, i.e. at density −ln(1 − opacity) / voxel size; higher lies deeper inside and leaves holes where the field is thin",
+        default=0.3,
         min=0.001,
         max=0.999,
         subtype="FACTOR",

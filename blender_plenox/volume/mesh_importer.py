@@ -108,7 +108,7 @@ def import_grid_as_mesh(
     scene: Any,
     grid_path: str,
     object_name: str = "Plenoxels",
-    opacity: float = 0.5,
+    opacity: float = 0.3,
     color_space: ColorSpace = "LINEAR",
     view_dependent: bool = True,
     fill_voids: bool = True,

@@ -87,7 +87,7 @@ def empty_scene():
 
 def test_surface_lies_on_the_analytic_sphere(empty_scene, tmp_path):
     write_grid(tmp_path / "ball.npz", sphere_grid())
-    result = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), color_space="TRAINER")
+    result = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="TRAINER")
     obj = result.obj
     assert obj.type == "MESH" and obj.name == "Plenoxels Mesh"
     assert obj.name in bpy.data.collections[COLLECTION_NAME].objects
@@ -115,9 +115,9 @@ def test_a_hollow_shell_gives_its_outer_surface_only(empty_scene, tmp_path):
     hollow = PlenoxGrid(grid.resolution, grid.aabb, grid.coords[r > RADIUS - 4 * H], grid.density[r > RADIUS - 4 * H],
                         grid.sh[r > RADIUS - 4 * H], 0)
     write_grid(tmp_path / "shell.npz", hollow)
-    outer = import_grid_as_mesh(empty_scene, str(tmp_path / "shell.npz"))
+    outer = import_grid_as_mesh(empty_scene, str(tmp_path / "shell.npz"), opacity=0.5)
     assert on_sphere(vertex_arrays(outer.obj.data)[0])
-    both = import_grid_as_mesh(empty_scene, str(tmp_path / "shell.npz"), fill_voids=False)
+    both = import_grid_as_mesh(empty_scene, str(tmp_path / "shell.npz"), opacity=0.5, fill_voids=False)
     inner = np.linalg.norm(vertex_arrays(both.obj.data)[0] - CENTRE, axis=1) < RADIUS - 2 * H
     assert inner.sum() > 0.15 * outer.vertices  # the void's wall (radius ≈ R − 4h), left out above
 

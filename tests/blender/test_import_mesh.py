@@ -137,7 +137,7 @@ def test_reimport_replaces_the_mesh(empty_scene, tmp_path):
 @pytest.mark.parametrize("view_dependent", [False, True])
 def test_vertex_colours_are_the_fields(empty_scene, tmp_path, view_dependent):
     write_grid(tmp_path / "ball.npz", sphere_grid(sh_degree=1))
-    result = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), color_space="TRAINER",
+    result = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="TRAINER",
                                  view_dependent=view_dependent)
     mesh = result.obj.data
     assert result.view_dependent == view_dependent
@@ -154,7 +154,7 @@ def test_vertex_colours_are_the_fields(empty_scene, tmp_path, view_dependent):
     if view_dependent:  # the view-dependent part matters here (it is not the DC colour)
         assert np.abs(expect - expected_colour(points, None)).max() > 0.1
     # scene-linear colours: sRGB decoded after the clamp
-    linear = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), color_space="LINEAR",
+    linear = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="LINEAR",
                                  view_dependent=view_dependent).obj.data
     linear.color_attributes[COLOR_ATTRIBUTE].data.foreach_get("color", rgba.ravel())
     np.testing.assert_allclose(rgba[:, :3], srgb_to_linear(expect), atol=2e-5)
@@ -165,7 +165,7 @@ def test_cycles_shows_the_colour_attribute(empty_scene, tmp_path):
     grid = sphere_grid()
     grid.sh[:, :, 0] = (np.array([0.8, 0.3, 0.1]) - 0.5) / SH_C0
     write_grid(tmp_path / "ball.npz", grid)
-    import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), color_space="TRAINER")
+    import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="TRAINER")
     setup_cycles(empty_scene, 12, 12, samples=1)
     ortho_camera(empty_scene, (*CENTRE[:2], 3.0), scale=1.5)
     img = render_linear(empty_scene, str(tmp_path / "mesh.exr"))

@@ -126,8 +126,9 @@ def import_grid_as_mesh(
     if len(mesh.vertices) == 0:
         bpy.data.meshes.remove(mesh)
         peak = float(grid.density.max()) if grid.num_voxels else 0.0
+        hint = "lower the Surface Opacity" if peak > 0 else "the grid holds no density"
         raise RuntimeError(f"{grid_path}: no surface at opacity {opacity:g} (density {level:.4g}; "
-                           f"the grid's highest is {peak:.4g}): lower the Surface Opacity")
+                           f"the grid's highest is {peak:.4g}): {hint}")
     positions, normals = vertex_arrays(mesh)
     bake = view_dependent and grid.sh_degree > 0
     rgb = SparseField(grid).colour(positions, -normals if bake else None)

@@ -11,9 +11,11 @@ import time, the mesh's size and, in voxels of the grid:
   BVHTree over the objects' evaluated triangles in world space): mean, median, 90th percentile;
 - scene → mesh: the distance from points sampled uniformly over the original surfaces (by area) to
   the mesh: mean; this counts surfaces no camera saw (a base's underside), so it is an upper bound.
-With --data: PSNR of Cycles renders of the mesh (emission of its colours, Standard view transform,
-white world as the trainer's background) against the dataset's first --views test images; --volume
-also renders the imported Volume the same way, for comparison.
+With --data: the same mesh → scene figures over the vertices some camera of the dataset sees (in its image, not
+behind the mesh itself), which leaves out a trained shell's inner walls that no camera sees; and the
+PSNR of Cycles renders of the mesh (emission of its colours, Standard view transform, white world as
+the trainer's background) against the dataset's first --views test images; --volume also renders the
+imported Volume the same way, for comparison.
 --smoke: a sphere object and a grid made from its distance field (no training), a second or two, so
 that tests/blender/test_benchmarks_smoke.py can check this script still runs; its figures mean little.
 """
@@ -85,6 +87,36 @@ def sample_surface(verts: np.ndarray, tris: np.ndarray, n: int, seed: int = 0) -
     flip = u + v > 1.0
     u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
     return a[pick] + u[:, None] * (b[pick] - a[pick]) + v[:, None] * (c[pick] - a[pick])
+
+
+def seen_by_cameras(points: np.ndarray, tree: BVHTree, data: str, voxel: float) -> np.ndarray:
+    """Which points some camera of the dataset (train or test) sees: inside its image and the first
+    hit of the ray from it towards the point (on the mesh `tree`) within a voxel of the point."""
+    seen = np.zeros(len(points), bool)
+    for split in ("train", "test"):
+        meta = json.loads(Path(data, f"transforms_{split}.json").read_text())
+        for frame in meta["frames"]:
+            _mark_seen(seen, points, tree, meta, frame, voxel)
+    return seen
+
+
+def _mark_seen(seen: np.ndarray, points: np.ndarray, tree: BVHTree, meta: dict[str, Any], frame: dict[str, Any],
+           voxel: float) -> None:
+    c2w = np.array(frame["transform_matrix"], np.float64)
+    w, h = float(frame.get("w", meta["w"])), float(frame.get("h", meta["h"]))
+    fx, fy = float(frame.get("fl_x", meta["fl_x"])), float(frame.get("fl_y", meta.get("fl_y", meta["fl_x"])))
+    cx, cy = float(frame.get("cx", meta.get("cx", w / 2))), float(frame.get("cy", meta.get("cy", h / 2)))
+    local = (points - c2w[:3, 3]) @ c2w[:3, :3]  # camera axes: looks down −z, +y up
+    depth = -local[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u, v = fx * local[:, 0] / depth + cx, -fy * local[:, 1] / depth + cy
+    todo = np.flatnonzero(~seen & (depth > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h))
+    origin = c2w[:3, 3].tolist()
+    for i in todo.tolist():
+        ray = points[i] - c2w[:3, 3]
+        length = float(np.linalg.norm(ray))
+        hit = tree.ray_cast(origin, (ray / length).tolist(), length + voxel)
+        seen[i] = hit[0] is None or hit[3] >= length - voxel
 
 
 def render_only(scene: Any, keep: Any, path: str, samples: int) -> np.ndarray:
@@ -192,6 +224,10 @@ def main() -> None:
                   f"{to_scene.mean():.3f} median {np.median(to_scene):.3f} p90 {np.percentile(to_scene, 90):.3f} "
                   f"voxels; scene->mesh mean {to_mesh.mean():.3f} voxels", flush=True)
             if args.data:
+                seen = seen_by_cameras(points, bvh(mverts, mtris), args.data, voxel)
+                print(f"  seen by the dataset's cameras: {seen.mean():.0%} of the vertices, mesh->scene mean "
+                      f"{to_scene[seen].mean():.3f} median {np.median(to_scene[seen]):.3f} voxels; unseen "
+                      f"{to_scene[~seen].mean() if (~seen).any() else 0.0:.3f}", flush=True)
                 t = time.perf_counter()
                 vals = render_psnrs(scene, result.obj, args.data, args.views, args.samples, tmp)
                 print(f"  Cycles render of the mesh vs ground truth: {np.mean(vals):.2f} dB mean over "

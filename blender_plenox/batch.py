@@ -92,7 +92,14 @@ def _add_rna_option(parser: argparse.ArgumentParser, option: str, prop: Any) -> 
         parser.add_argument(flag, dest=dest, metavar="DIR", default=None, help=help_text)
 
 
-def build_parser(settings_type: Any) -> argparse.ArgumentParser:
+# option name → import-settings property (the Import panel's), for the --import step
+IMPORT_OPTIONS = {
+    "import-as": "import_as",
+    "surface-opacity": "surface_opacity",
+}
+
+
+def build_parser(settings_type: Any, import_type: Any = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batch.py",
         description="Capture posed renders of a Blender scene into a NeRF-synthetic dataset "
@@ -120,7 +127,7 @@ def build_parser(settings_type: Any) -> argparse.ArgumentParser:
     pipeline.add_argument("--trainer-python", metavar="FILE", help="Python with torch and the trainer")
     pipeline.add_argument("--resume", action="store_true", help="Continue the run from its checkpoint")
     pipeline.add_argument("--import", dest="import_grid", action="store_true",
-                          help="Import the trained grid (or --grid) as a Volume object")
+                          help="Import the trained grid (or --grid), as --import-as says")
     pipeline.add_argument("--grid", metavar="FILE", help="Grid file to import (default: the run's grid.npz)")
     pipeline.add_argument("--import-cameras", metavar="DIR", nargs="?", const="", default=None,
                           help="Import the cameras of dataset DIR (ours or another tool's transforms files; "
@@ -131,6 +138,10 @@ def build_parser(settings_type: Any) -> argparse.ArgumentParser:
     pipeline.add_argument("--color-space", choices=["linear", "trainer"], default=None,
                           help="Imported colours: scene-linear (default) or the trainer's values")
     pipeline.add_argument("--save", metavar="FILE", help="Save the .blend here at the end")
+    if import_type is not None:
+        rna_import = import_type.bl_rna.properties
+        for option, name in IMPORT_OPTIONS.items():
+            _add_rna_option(pipeline, option, rna_import[name])  # type: ignore[arg-type]
     return parser
 
 
@@ -188,7 +199,8 @@ def train_and_import(args: argparse.Namespace, bpy: Any, addon_name: str) -> int
     # the cameras first: the grid's import fits EEVEE's volumetrics to the active camera
     if args.import_cameras is not None and (code := import_cameras(args, bpy, addon_name)):
         return code
-    if args.import_grid:
+    import_as = getattr(args, "import_as", None)
+    if args.import_grid or import_as:  # --import-as alone imports too
         if args.grid:
             grid = args.grid
         elif run is not None:
@@ -196,10 +208,16 @@ def train_and_import(args: argparse.Namespace, bpy: Any, addon_name: str) -> int
         else:
             print("error: --import: name the grid with --grid (or the run with --run)", file=sys.stderr)
             return 2
+        settings = scene.plenox.import_settings
         if args.color_space:
-            scene.plenox.import_settings.color_space = args.color_space.upper()
+            settings.color_space = args.color_space.upper()
+        if import_as:
+            settings.import_as = import_as.upper()
+        if getattr(args, "surface_opacity", None) is not None:
+            settings.surface_opacity = args.surface_opacity
+        operator = bpy.ops.plenox.import_mesh if settings.import_as == "MESH" else bpy.ops.plenox.import_volume
         try:
-            finished = bpy.ops.plenox.import_volume(filepath=str(Path(grid).resolve())) == {"FINISHED"}
+            finished = operator(filepath=str(Path(grid).resolve())) == {"FINISHED"}
         except RuntimeError:
             finished = False
         if not finished:
@@ -241,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     addon = import_addon()
     addon.register()  # the options are read from the registered settings' RNA
     from_props = importlib.import_module(f"{addon.__name__}.properties")
-    parser = build_parser(from_props.PlenoxCaptureSettings)
+    parser = build_parser(from_props.PlenoxCaptureSettings, from_props.PlenoxImportSettings)
     args = parser.parse_args(argv)  # exits 0 for --help, 2 for bad options
 
     session_mod = importlib.import_module(f"{addon.__name__}.capture.session")

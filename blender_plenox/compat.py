@@ -16,7 +16,9 @@ What differs, and where it is handled:
 - Cycles and EEVEE before 5.0 render a VDB grid half a voxel along +x, +y and +z of its index space
   from where the grid's transform puts each voxel (measured on 4.2 and 4.5; 5.0 renders it where the
   transform says, as Blender's Geometry Nodes and the OpenVDB reader read it on every version).
-  `volume_object_matrix` moves the Volume object back by that much.
+  `volume_object_matrix` moves the Volume object back by that much. The Volume to Mesh modifier
+  sees the grid where the renderers do (measured on 4.2, 4.5, 5.0), so the same matrix on the
+  Volume object it reads puts the mesh where the transform says (volume/surface_mesh.py).
 - The OpenVDB Python binding: none in the 4.2 `bpy` wheel (the 4.2 application bundles `pyopenvdb`),
   `openvdb` from 4.5 on, which the `bpy` module exposes only after
   `bpy.utils.expose_bundled_modules()` (4.5+). The add-on writes VDB files without any binding

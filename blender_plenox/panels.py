@@ -159,16 +159,21 @@ class VIEW3D_PT_plenox_import(PlenoxPanel):
         layout.use_property_decorate = False
         s: Any = scene_of(context).plenox.import_settings  # type: ignore[attr-defined]
         layout.prop(s, "grid_path")
+        layout.prop(s, "import_as", expand=True)
         layout.prop(s, "object_name")
         layout.prop(s, "color_space")
         layout.prop(s, "view_independent_only")
-        layout.prop(s, "sharp_eevee")
-        layout.prop(s, "min_density")
-        col = layout.column(align=True)
-        col.prop(s, "density_multiplier")
-        col.prop(s, "threshold")
+        mesh = s.import_as == "MESH"
+        if mesh:
+            layout.prop(s, "surface_opacity")
+        else:
+            layout.prop(s, "sharp_eevee")
+            layout.prop(s, "min_density")
+            col = layout.column(align=True)
+            col.prop(s, "density_multiplier")
+            col.prop(s, "threshold")
         layout.use_property_split = False
-        layout.operator("plenox.import_volume", icon="IMPORT")
+        layout.operator("plenox.import_mesh" if mesh else "plenox.import_volume", icon="IMPORT")
         layout.use_property_split = True
         layout.prop(s, "dataset_dir")
         layout.use_property_split = False

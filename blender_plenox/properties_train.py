@@ -37,6 +37,17 @@ COLOR_SPACE_ITEMS = [
         ),
     ),
 ]
+IMPORT_AS_ITEMS = [
+    ("VOLUME", "Volume", "The field itself: a Volume object whose material renders it as the trainer does"),
+    (
+        "MESH",
+        "Mesh",
+        (
+            "A mesh of the field's surface at the Surface Opacity, with the field's colour at each vertex "
+            "(a colour attribute, shown by an emission material), named after Object plus ' Mesh'"
+        ),
+    ),
+]
 
 
 def _update_material(self: Any, context: Any) -> None:
@@ -179,6 +190,21 @@ class PlenoxTrainSettings(bpy.types.PropertyGroup):
 
 
 class PlenoxImportSettings(bpy.types.PropertyGroup):
+    import_as: EnumProperty(  # type: ignore[valid-type]
+        name="Import As",
+        description="What the grid becomes in the scene",
+        items=IMPORT_AS_ITEMS,
+        default="VOLUME",
+    )
+    surface_opacity: FloatProperty(  # type: ignore[valid-type]
+        name="Surface Opacity",
+        description="Mesh: the surface lies where one voxel's thickness of the field stops this share of "
+        "the light, i.e. at density −ln(1 − opacity) / voxel size; higher lies deeper inside and leaves holes where the field is thin",
+        default=0.3,
+        min=0.001,
+        max=0.999,
+        subtype="FACTOR",
+    )
     grid_path: StringProperty(  # type: ignore[valid-type]
         name="Grid File",
         description="A trained grid (.npz); empty: the last trained grid",
@@ -223,7 +249,8 @@ class PlenoxImportSettings(bpy.types.PropertyGroup):
         name="View-Independent Colour Only",
         description="Write and show only each voxel's view-independent colour: a lighter file and "
         "material, but the volume looks the same from every side. Off: the grid's spherical harmonics "
-        "are evaluated from the view direction, as the trainer renders them",
+        "are evaluated from the view direction, as the trainer renders them. For a mesh: the "
+        "view-independent colour at each vertex instead of the colour seen looking straight at the surface",
         default=False,
     )
     sharp_eevee: BoolProperty(  # type: ignore[valid-type]

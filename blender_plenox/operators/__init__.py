@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import bpy
 
-from . import capture, import_cameras, import_volume, train, trainer_env
+from . import capture, import_cameras, import_mesh, import_volume, train, trainer_env
 
-classes = (*capture.classes, *train.classes, *import_volume.classes, *import_cameras.classes,
+classes = (*capture.classes, *train.classes, *import_volume.classes, *import_mesh.classes, *import_cameras.classes,
            *trainer_env.classes)
 _register_classes: Callable[[], None]
 _unregister_classes: Callable[[], None]

@@ -26,6 +26,11 @@ FIGURES = {
         (rf"^import 16\^3, {NUMBER} active voxels, SH degree 2 shown: read {NUMBER} s, arrays {NUMBER} s, "
          rf"write VDB {NUMBER} s; full import {NUMBER} s, \.vdb {NUMBER} MB$"),
     ],
+    "bench_mesh.py": [
+        rf"^grid 24x24x24, {NUMBER} voxels, SH degree 0, voxel {NUMBER}; 1 original objects, {NUMBER} triangles$",
+        (rf"^opacity 0\.5 \(density {NUMBER}\): {NUMBER} vertices, {NUMBER} faces, import {NUMBER} s; mesh->scene "
+         rf"mean {NUMBER} median {NUMBER} p90 {NUMBER} voxels; scene->mesh mean {NUMBER} voxels$"),
+    ],
     "bench_vdb_write.py": [
         rf"^16\^3 {layout}, {NUMBER} active voxels: numpy {NUMBER} s, {NUMBER} MB; openvdb {NUMBER} s, {NUMBER} MB$"
         for layout in ("random", "shell")

@@ -1,0 +1,203 @@
+"""Import as Mesh: the surface against an analytic sphere, its colours against the closed form, the
+material in a Cycles render, the operator and `batch.py --import-as mesh`.
+
+The sphere grid: res³ voxels over [−1, 1]³ (voxel h), each holding σ_L·(1 + (R − r)/(2h)) (clamped at
+0), r the distance of its sample point (cell centre) from an off-grid centre c, σ_L the density of
+opacity 0.5. Along any line the values are linear in r over two voxels either side of r = R, so the
+level set σ = σ_L of their trilinear interpolation is the sphere r = R up to the curvature of r along
+a cell edge (h²/(8R)) and OpenVDB's placing of a vertex per cell at the mean of its edge crossings
+(inside the sphere by at most ρ²/(2R), ρ ≤ √3·h/2, i.e. 3h²/(8R)): with h = 1/16 and R = 0.55 both
+together stay under 0.06 voxel. The bound below is 0.25 voxel; a surface half a voxel off along
+(1, 1, 1) (the renderers' offset before Blender 5.0, compat) reaches 0.87 voxel, one voxel off 1.0.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from volume_render_helpers import REPO, ortho_camera, render_linear, setup_cycles  # isort: skip
+
+import bpy
+from grid_helpers import sh_for_color
+
+from blender_plenox.io.field_sampling import SH_C1, density_for_opacity
+from blender_plenox.io.grid_reader import SH_C0, PlenoxGrid, write_grid
+from blender_plenox.volume.mesh_importer import COLOR_ATTRIBUTE, import_grid_as_mesh, vertex_arrays
+from blender_plenox.volume.volume_object import COLLECTION_NAME
+
+RES = 32
+H = 2.0 / RES
+CENTRE = np.array([0.1, -0.05, 0.03])
+RADIUS = 0.55
+DISTANCE_BOUND = 0.25  # voxels; derivation in the module docstring
+CENTROID_BOUND = 0.15  # voxels per axis: the vertices' mean against the sphere's centre
+DC_SLOPE = np.array([0.3, -0.4, 0.25])  # the DC colour's gradient per axis (R from x, G from y, B from z)
+SH1 = np.array([[0.3, -0.2, 0.1], [0.2, 0.4, -0.3], [-0.1, 0.2, 0.3]])  # per channel: k1, k2, k3
+
+
+def sphere_grid(sh_degree: int = 0) -> PlenoxGrid:
+    r = np.arange(RES)
+    ijk = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+    centres = -1.0 + (ijk + 0.5) * H
+    level = density_for_opacity(0.5, H)
+    density = level * (1.0 + (RADIUS - np.linalg.norm(centres - CENTRE, axis=1)) / (2.0 * H))
+    keep = density > 0
+    rgb = 0.5 + (centres[keep] - CENTRE) * DC_SLOPE  # linear in space: trilinear interpolation is exact
+    sh = sh_for_color(rgb, sh_degree)
+    if sh_degree:
+        sh[:, :, 1:4] = SH1
+    return PlenoxGrid(np.array([RES] * 3), np.array([[-1.0] * 3, [1.0] * 3]), ijk[keep].astype(np.int32),
+                      density[keep].astype(np.float32), sh, sh_degree)
+
+
+def expected_colour(points: np.ndarray, view_dirs: np.ndarray | None) -> np.ndarray:
+    """Contract 4's colour of the sphere grid: the DC part is linear in space, the degree-1 part constant."""
+    c = 0.5 + (points - CENTRE) * DC_SLOPE
+    if view_dirs is not None:
+        x, y, z = view_dirs.T
+        c = c + SH_C1 * (-y[:, None] * SH1[:, 0] + z[:, None] * SH1[:, 1] - x[:, None] * SH1[:, 2])
+    return np.maximum(c, 0.0)
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def sphere_errors(points: np.ndarray) -> tuple[float, np.ndarray]:
+    """(largest |r − R|, centroid offset), in voxels."""
+    r = np.linalg.norm(points - CENTRE, axis=1)
+    return float(np.abs(r - RADIUS).max() / H), (points.mean(0) - CENTRE) / H
+
+
+def on_sphere(points: np.ndarray) -> bool:
+    worst, centroid = sphere_errors(points)
+    return worst <= DISTANCE_BOUND and bool(np.all(np.abs(centroid) <= CENTROID_BOUND))
+
+
+@pytest.fixture()
+def empty_scene():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    return bpy.context.scene
+
+
+def test_surface_lies_on_the_analytic_sphere(empty_scene, tmp_path):
+    write_grid(tmp_path / "ball.npz", sphere_grid())
+    result = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="TRAINER")
+    obj = result.obj
+    assert obj.type == "MESH" and obj.name == "Plenoxels Mesh"
+    assert obj.name in bpy.data.collections[COLLECTION_NAME].objects
+    np.testing.assert_allclose(np.array(obj.matrix_world), np.eye(4), atol=0)
+    points, normals = vertex_arrays(obj.data)
+    assert len(points) > 1000 and result.faces > 1000
+    worst, centroid = sphere_errors(points)
+    assert worst <= DISTANCE_BOUND, f"vertices up to {worst:.3f} voxels off the sphere"
+    assert np.all(np.abs(centroid) <= CENTROID_BOUND), f"centroid {centroid} voxels off"
+    # the same vertices half a voxel (the pre-5.0 render offset) or one voxel off would fail
+    assert not on_sphere(points + 0.5 * H)
+    assert not on_sphere(points + [H, 0.0, 0.0])
+    # faces face out of the dense side
+    radial = (points - CENTRE) / np.linalg.norm(points - CENTRE, axis=1, keepdims=True)
+    assert np.min(np.sum(normals * radial, axis=1)) > 0.95
+    # no temporary objects, volumes or meshes left behind
+    assert [o.name for o in bpy.data.objects] == [obj.name]
+    assert len(bpy.data.volumes) == 0 and [m.name for m in bpy.data.meshes] == [obj.data.name]
+
+
+def test_a_hollow_shell_gives_its_outer_surface_only(empty_scene, tmp_path):
+    # what pruning leaves of a solid no camera saw inside: a shell 4 voxels thick around a void
+    grid = sphere_grid()
+    r = np.linalg.norm(grid.sample_points() - CENTRE, axis=1)
+    hollow = PlenoxGrid(grid.resolution, grid.aabb, grid.coords[r > RADIUS - 4 * H], grid.density[r > RADIUS - 4 * H],
+                        grid.sh[r > RADIUS - 4 * H], 0)
+    write_grid(tmp_path / "shell.npz", hollow)
+    outer = import_grid_as_mesh(empty_scene, str(tmp_path / "shell.npz"), opacity=0.5)
+    assert on_sphere(vertex_arrays(outer.obj.data)[0])
+    both = import_grid_as_mesh(empty_scene, str(tmp_path / "shell.npz"), opacity=0.5, fill_voids=False)
+    inner = np.linalg.norm(vertex_arrays(both.obj.data)[0] - CENTRE, axis=1) < RADIUS - 2 * H
+    assert inner.sum() > 0.15 * outer.vertices  # the void's wall (radius ≈ R − 4h), left out above
+
+
+def test_reimport_replaces_the_mesh(empty_scene, tmp_path):
+    write_grid(tmp_path / "ball.npz", sphere_grid())
+    first = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5)
+    again = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.9)
+    assert again.obj == first.obj and len(bpy.data.meshes) == 1
+    # a higher opacity lies deeper in the ramp: σ grows by 2·σ_L per voxel inwards
+    points, _ = vertex_arrays(again.obj.data)
+    depth = (density_for_opacity(0.9, H) / density_for_opacity(0.5, H) - 1.0) * 2.0 * H
+    r = np.linalg.norm(points - CENTRE, axis=1)
+    assert np.abs(r - (RADIUS - depth)).max() <= DISTANCE_BOUND * H
+
+
+@pytest.mark.parametrize("view_dependent", [False, True])
+def test_vertex_colours_are_the_fields(empty_scene, tmp_path, view_dependent):
+    write_grid(tmp_path / "ball.npz", sphere_grid(sh_degree=1))
+    result = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="TRAINER",
+                                 view_dependent=view_dependent)
+    mesh = result.obj.data
+    assert result.view_dependent == view_dependent
+    points, normals = vertex_arrays(mesh)
+    attr = mesh.color_attributes[COLOR_ATTRIBUTE]
+    assert (attr.data_type, attr.domain) == ("FLOAT_COLOR", "POINT")
+    rgba = np.empty(len(points) * 4, np.float32)
+    attr.data.foreach_get("color", rgba)
+    rgba = rgba.reshape(-1, 4)
+    # baked looking straight at the surface: the camera ray's direction is −normal
+    expect = expected_colour(points, -normals if view_dependent else None)
+    np.testing.assert_allclose(rgba[:, :3], expect, atol=2e-5)
+    np.testing.assert_allclose(rgba[:, 3], 1.0, atol=0)
+    if view_dependent:  # the view-dependent part matters here (it is not the DC colour)
+        assert np.abs(expect - expected_colour(points, None)).max() > 0.1
+    # scene-linear colours: sRGB decoded after the clamp
+    linear = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="LINEAR",
+                                 view_dependent=view_dependent).obj.data
+    linear.color_attributes[COLOR_ATTRIBUTE].data.foreach_get("color", rgba.ravel())
+    np.testing.assert_allclose(rgba[:, :3], srgb_to_linear(expect), atol=2e-5)
+
+
+def test_cycles_shows_the_colour_attribute(empty_scene, tmp_path):
+    # a uniform colour: every pixel on the sphere shows it, unlit (emission), off it the black world
+    grid = sphere_grid()
+    grid.sh[:, :, 0] = (np.array([0.8, 0.3, 0.1]) - 0.5) / SH_C0
+    write_grid(tmp_path / "ball.npz", grid)
+    import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="TRAINER")
+    setup_cycles(empty_scene, 12, 12, samples=1)
+    ortho_camera(empty_scene, (*CENTRE[:2], 3.0), scale=1.5)
+    img = render_linear(empty_scene, str(tmp_path / "mesh.exr"))
+    np.testing.assert_allclose(img[4:8, 4:8].reshape(-1, 3), np.tile([0.8, 0.3, 0.1], (16, 1)), atol=2e-3)
+    np.testing.assert_allclose(img[0, 0], 0.0, atol=1e-3)
+
+
+def test_operator_imports_a_mesh_and_refuses_a_level_with_no_surface(registered_scene, tmp_path):
+    write_grid(tmp_path / "ball.npz", sphere_grid())
+    s = registered_scene.plenox.import_settings
+    s.import_as, s.surface_opacity = "MESH", 0.5
+    assert bpy.ops.plenox.import_mesh(filepath=str(tmp_path / "ball.npz")) == {"FINISHED"}
+    assert "Plenoxels Mesh" in bpy.data.objects and s.status.startswith("Imported a surface of ")
+    before = len(bpy.data.objects["Plenoxels Mesh"].data.vertices)
+    s.surface_opacity = 0.999  # σ = 110 per unit, far above the sphere's peak (60)
+    with pytest.raises(RuntimeError, match="no surface"):
+        bpy.ops.plenox.import_mesh(filepath=str(tmp_path / "ball.npz"))
+    assert len(bpy.data.objects["Plenoxels Mesh"].data.vertices) == before and "no surface" in s.status
+
+
+def test_batch_import_as_mesh(empty_scene, tmp_path: Path):
+    write_grid(tmp_path / "ball.npz", sphere_grid())
+    blend = tmp_path / "out.blend"
+    script = REPO / "blender_plenox" / "batch.py"
+    run = [sys.executable, str(script), "--", "--no-capture", "--out", str(tmp_path / "ds"),
+           "--grid", str(tmp_path / "ball.npz"), "--import-as", "mesh", "--surface-opacity", "0.5",
+           "--save", str(blend)]
+    proc = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Imported a surface of " in proc.stdout
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    points, _ = vertex_arrays(bpy.data.objects["Plenoxels Mesh"].data)
+    assert on_sphere(points)
+    helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=False)
+    assert "--import-as {volume,mesh}" in helped.stdout and "--surface-opacity" in helped.stdout

@@ -17,6 +17,7 @@ from bpy.app.handlers import persistent
 
 from .. import preferences
 from ..utils import trainer_process as tp
+from .import_mesh import import_mesh_with_settings
 from .import_volume import import_with_settings, show_in_viewport
 
 _active: tp.TrainerProcess | None = None
@@ -88,10 +89,15 @@ def build_command(context: Any, python: str) -> tuple[list[str], str]:
     return cmd, out
 
 
-def _import(context: Any, grid_path: str, name_suffix: str = "") -> str:
-    """Imports a grid; returns an error message ('' on success) instead of raising mid-modal."""
+def _import(context: Any, grid_path: str, name_suffix: str = "", final: bool = False) -> str:
+    """Imports a grid; returns an error message ('' on success) instead of raising mid-modal. The live
+    preview is always a Volume (quick, and what the trainer sees); the final grid is imported as the
+    Import panel's *Import As* says."""
     try:
-        import_with_settings(context, grid_path)
+        if final and context.scene.plenox.import_settings.import_as == "MESH":
+            import_mesh_with_settings(context, grid_path)
+        else:
+            import_with_settings(context, grid_path)
     except Exception as err:  # noqa: BLE001  # a bad snapshot must not end the run
         return f"import of {grid_path} failed{name_suffix}: {err}"
     return ""
@@ -110,7 +116,7 @@ def _finish(context: Any, proc: tp.TrainerProcess) -> None:
         psnr = f", test PSNR {st.test_psnr:.2f} dB" if st.test_psnr is not None else ""
         s.status = f"Done: {st.step} steps{psnr}"
         if s.import_when_done:
-            problem = _import(context, s.last_grid)
+            problem = _import(context, s.last_grid, final=True)
             s.error = problem
     elif proc.cancelled:
         s.can_resume = os.path.isfile(os.path.join(proc.out_dir, "checkpoint.pt"))

@@ -186,6 +186,18 @@ def test_operator_imports_a_mesh_and_refuses_a_level_with_no_surface(registered_
     assert len(bpy.data.objects["Plenoxels Mesh"].data.vertices) == before and "no surface" in s.status
 
 
+def test_a_finished_training_imports_as_the_import_panel_says(registered_scene, tmp_path):
+    from blender_plenox.operators.train import _import
+
+    write_grid(tmp_path / "ball.npz", sphere_grid())
+    s = registered_scene.plenox.import_settings
+    s.import_as, s.surface_opacity = "MESH", 0.5
+    assert _import(bpy.context, str(tmp_path / "ball.npz")) == ""  # a live preview: always a Volume
+    assert [o.type for o in bpy.data.objects] == ["VOLUME"]
+    assert _import(bpy.context, str(tmp_path / "ball.npz"), final=True) == ""  # the result: Import As
+    assert "Plenoxels Mesh" in bpy.data.objects and bpy.data.objects["Plenoxels Mesh"].type == "MESH"
+
+
 def test_batch_import_as_mesh(empty_scene, tmp_path: Path):
     write_grid(tmp_path / "ball.npz", sphere_grid())
     blend = tmp_path / "out.blend"

@@ -293,6 +293,10 @@ class Trainer:
         )
 
     def _upsample(self) -> None:
+        # Prune first, with the field as it is now: the box fitted below then leaves out what the last
+        # scheduled prune kept and the field has since cleared (one stray voxel widens the box, and
+        # every voxel of the finer grid gets larger).
+        self._prune("before upsampling")
         self._close_stage_stats()
         before = self.grid.n_active
         self.stage += 1

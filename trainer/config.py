@@ -68,12 +68,7 @@ class TrainConfig:
     # --- regularisers -----------------------------------------------------------------------------
     tv_sigma: float = 1e-5  # total-variation weight on density (scene units), summed over the sampled voxels
     tv_sh: float = 1e-3  # total-variation weight on SH coefficients
-    tv_fraction: float = 0.01  # voxels drawn each step for TV, as a fraction of the active ones
-    # Draw TV's voxels among the corners of the step's visible samples and pull only them towards their
-    # neighbours (held fixed), so that TV never moves a voxel the photometric loss did not also reach
-    # this step: under RMSProp a TV-only gradient, however small its weight, moves a voxel by a full
-    # step (in free space that undoes the carving). False: svox2's voxels drawn from the whole grid.
-    tv_visible: bool = True
+    tv_fraction: float = 0.01  # fraction of active voxels drawn at random each step for TV
     sparsity: float = 1e-11  # Cauchy sparsity weight: sparsity * sum log(1 + 2 sigma^2) over samples
     beta_loss: float = 0.0  # weight of the beta loss on accumulated opacity (0 = off)
     # Weight of a second photometric loss on the view-independent colour alone (the first SH

@@ -339,16 +339,8 @@ class Trainer:
         use_tv = cfg.tv_sigma > 0 or cfg.tv_sh > 0
         row_sets = [s.rows]
         if use_tv:
-            n_tv = max(1, int(cfg.tv_fraction * n))
-            if cfg.tv_visible and s.rows.numel():
-                # corners of this step's visible samples (an empty corner, weight 0, gets no TV)
-                pick = torch.randint(s.rows.numel(), (n_tv,), generator=self.gen, device=self.device)
-                tv_rows = s.rows.reshape(-1)[pick]
-                tv_nb, tv_present = tv_neighbours(grid, tv_rows)
-                tv_present = tv_present & (s.corner_w.reshape(-1)[pick] > 0)[:, None]
-            else:
-                tv_rows = torch.randint(n, (n_tv,), generator=self.gen, device=self.device)
-                tv_nb, tv_present = tv_neighbours(grid, tv_rows)
+            tv_rows = torch.randint(n, (max(1, int(cfg.tv_fraction * n)),), generator=self.gen, device=self.device)
+            tv_nb, tv_present = tv_neighbours(grid, tv_rows)
             row_sets.append(torch.cat((tv_rows[:, None], tv_nb), 1))
 
         # leaves holding only the rows this step reads (corners of visible samples, TV's voxels)
@@ -375,11 +367,10 @@ class Trainer:
             tv_scale = tv_difference_scale(grid.unit / scale)
             if cfg.tv_sigma > 0:
                 loss = loss + cfg.tv_sigma * total_variation(
-                    (density * (scale * tv_scale))[:, None], pos[tv_rows], pos[tv_nb], tv_present, pull_only=cfg.tv_visible
+                    (density * (scale * tv_scale))[:, None], pos[tv_rows], pos[tv_nb], tv_present
                 )
             if cfg.tv_sh > 0:
-                loss = loss + cfg.tv_sh * total_variation(sh * tv_scale, pos[tv_rows], pos[tv_nb], tv_present,
-                                                          pull_only=cfg.tv_visible)
+                loss = loss + cfg.tv_sh * total_variation(sh * tv_scale, pos[tv_rows], pos[tv_nb], tv_present)
         g_density, g_sh = torch.autograd.grad(loss, (density, sh))
 
         lr_sigma = delayed_lr(

@@ -42,8 +42,7 @@ def tv_neighbours(grid: SparseGrid, rows: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def total_variation(
-    values: torch.Tensor, rows: torch.Tensor, nb_rows: torch.Tensor, present: torch.Tensor, eps: float = 1e-8,
-    pull_only: bool = False,
+    values: torch.Tensor, rows: torch.Tensor, nb_rows: torch.Tensor, present: torch.Tensor, eps: float = 1e-8
 ) -> torch.Tensor:
     """Sum over rows and channels of sqrt(dx^2 + dy^2 + dz^2 + eps), d = neighbour - self.
 
@@ -51,10 +50,8 @@ def total_variation(
     the active set is not pulled towards zero. A sum over the sampled rows, not a mean (as in svox2):
     each sampled voxel feels the weight itself, however many voxels the grid holds, so one weight
     keeps its strength against the photometric loss as pruning and upsampling change the count.
-
-    With pull_only, the neighbours are constants: only the sampled rows move (towards them).
     """
     own = values[rows]  # [M, C]
-    diffs = (values.detach() if pull_only else values)[nb_rows] - own[:, None, :]  # [M, 3, C]
+    diffs = values[nb_rows] - own[:, None, :]  # [M, 3, C]
     diffs = diffs * present[:, :, None].to(values.dtype)
     return torch.sqrt((diffs * diffs).sum(1) + eps).sum()

@@ -66,8 +66,10 @@ def test_psnr_rises_and_events_follow_contract_3(sphere: Dataset, tmp_path: Path
     names = [e for e, _ in sink.events]
     assert names[0] == "start" and "progress" in names and "snapshot" in names
     stages = [f for e, f in sink.events if e == "stage"]
-    assert [s["name"] for s in stages] == ["prune", "upsample", "prune"]
-    assert stages[1]["resolution"] == [24, 24, 24]
+    # the scheduled prune; at upsampling, a prune before the box is fitted and one after
+    assert [s["name"] for s in stages] == ["prune", "prune", "upsample", "prune"]
+    assert stages[1]["message"] == "before upsampling" and stages[1]["resolution"] == [12, 12, 12]
+    assert stages[2]["resolution"] == [24, 24, 24]
     assert all(s["voxels_after"] <= s["voxels_before"] for s in stages if s["name"] == "prune")
     progress = [f for e, f in sink.events if e == "progress"]
     assert progress[-1]["step"] == 120 and progress[-1]["total"] == 120

@@ -15,7 +15,7 @@ import numpy as np
 
 from .grid_reader import SH_C0, PlenoxGrid
 
-# The real SH basis of svox2/PlenOctrees: trainer/sh.py's constants (the add-on cannot import the
+# The real SH basis of svox2/PlenOctrees: trainer/engine/sh.py's constants (the add-on cannot import the
 # torch-based trainer; volume/sh_nodes.py holds the same for the shader group).
 CHUNK = 1 << 16  # points per pass when colouring
 

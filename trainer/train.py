@@ -451,9 +451,9 @@ class Trainer:
         cfg, step = self.cfg, self.step
         st = self.stages[-1]
         log = step % max(cfg.log_every, 1) == 0 or step == cfg.steps
-        saves = (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.steps) or (
-            cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0)
-        if log or saves:  # never write a grid from a step whose loss was not finite
+        checkpoint = cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.steps
+        snapshot = cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0
+        if log or checkpoint or snapshot:  # never write a grid from a step whose loss was not finite
             loss, loss_mse = self._read_losses()
         if log:
             rss = current_rss_mb()
@@ -465,9 +465,9 @@ class Trainer:
                 psnr=-10.0 * math.log10(max(loss_mse, 1e-10)), resolution=list(self.grid.resolution),
                 voxels=self.grid.n_active, elapsed=self.elapsed, eta=eta,
             )
-        if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+        if checkpoint:
             self.save()
-        if cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0:
+        if snapshot:
             path = self.out_dir / "snapshot.npz"
             save_grid(path, self.grid.to_grid_data({"step": step, "snapshot": True}))
             self.sink.emit("snapshot", step=step, path=str(path))

@@ -14,6 +14,7 @@ from bpy.props import StringProperty
 
 from ..io.grid_reader import GridFileError
 from ..volume.mesh_importer import MeshImportResult, import_grid_as_mesh
+from .import_volume import grid_to_import
 
 
 def import_mesh_with_settings(context: Any, grid_path: str) -> MeshImportResult:
@@ -56,12 +57,11 @@ class PLENOX_OT_import_mesh(bpy.types.Operator):
 
     def execute(self, context: Any) -> set[OperatorReturnItems]:
         settings: Any = context.scene.plenox
-        path = self.filepath or settings.import_settings.grid_path or settings.train.last_grid
+        path = grid_to_import(self, context)
         if not path:
-            self.report({"ERROR"}, "No grid file: choose one in the Import panel or train first")
             return {"CANCELLED"}
         try:
-            result = import_mesh_with_settings(context, bpy.path.abspath(path))
+            result = import_mesh_with_settings(context, path)
         except (GridFileError, RuntimeError, OSError, ValueError) as err:
             settings.import_settings.status = str(err)
             self.report({"ERROR"}, str(err))

@@ -48,6 +48,17 @@ def show_in_viewport(context: Any) -> None:
                     space.shading.type = "MATERIAL"
 
 
+def grid_to_import(operator: Any, context: Any) -> str:
+    """The operator's file, else the Import panel's, else the last trained grid (made absolute); ''
+    after reporting the error when there is none."""
+    settings: Any = context.scene.plenox
+    path = operator.filepath or settings.import_settings.grid_path or settings.train.last_grid
+    if not path:
+        operator.report({"ERROR"}, "No grid file: choose one in the Import panel or train first")
+        return ""
+    return str(bpy.path.abspath(path))
+
+
 class PLENOX_OT_import_volume(bpy.types.Operator):
     """Import a trained grid (.npz) as a Volume object in the Reconstruction collection, replacing the
     previous one"""
@@ -66,12 +77,11 @@ class PLENOX_OT_import_volume(bpy.types.Operator):
 
     def execute(self, context: Any) -> set[OperatorReturnItems]:
         settings: Any = context.scene.plenox
-        path = self.filepath or settings.import_settings.grid_path or settings.train.last_grid
+        path = grid_to_import(self, context)
         if not path:
-            self.report({"ERROR"}, "No grid file: choose one in the Import panel or train first")
             return {"CANCELLED"}
         try:
-            result, eevee = import_with_settings(context, bpy.path.abspath(path))
+            result, eevee = import_with_settings(context, path)
         except (GridFileError, RuntimeError, OSError) as err:
             settings.import_settings.status = str(err)
             self.report({"ERROR"}, str(err))

@@ -108,7 +108,7 @@ def _render_fn(grid: SparseGrid, cfg: TrainConfig, dc_only: bool = False) -> Ren
 
     def render(c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int) -> torch.Tensor:
         return render_image(grid, c2w, intrinsics, width, height, cfg.background, dc_only=dc_only,
-                            chunk=cfg.eval_chunk, opts=opts)
+                            chunk=cfg.eval_chunk, opts=opts, supersample=cfg.eval_supersample)
 
     return render
 
@@ -216,13 +216,14 @@ def _train(args: argparse.Namespace) -> int:
     data_root = _data_dir(args.data, run_info, out).resolve()
     from trainer.engine.grid import SparseGrid  # torch loads here, after the quick checks
     from trainer.io.gridfile import save_grid
-    from trainer.train import TrainingError, run_training, scene_box_for
+    from trainer.train import TrainingError, background_choice, run_training, scene_box_for
 
     device = resolve_device(cfg.device)
     data = _load_data(data_root, cfg)
     box = scene_box_for(cfg, data)
     corners = ", ".join("[" + ", ".join(f"{v:.4g}" for v in corner) + "]" for corner in box.box.tolist())
     log(f"scene box [{corners}] from {box.source}: {box.reason}")
+    log(f"background: {background_choice(cfg, data.train.has_alpha)}")
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / "config.json", cfg)

@@ -19,9 +19,11 @@ import torch
 
 from trainer.io.checkpoint import load_checkpoint, pack_rows, save_checkpoint, unpack_rows
 from trainer.config import TrainConfig, check_config
-from trainer.io.data import Dataset, camera_rays
+from trainer.io.data import Dataset
 from trainer.devices import resolve_device  # noqa: F401  -- re-exported: benchmarks/bench_lego.py imports it here
 from trainer.io.events import EventSink
+from trainer.engine.background import blank_environment, environment_colours
+from trainer.engine.pixel_rays import PixelRays
 from trainer.engine.grid import SparseGrid
 from trainer.io.gridfile import save_grid
 from trainer.engine.losses import beta_loss, cauchy_sparsity, mse, total_variation, tv_neighbours
@@ -148,6 +150,20 @@ def current_rss_mb() -> float | None:
     return None
 
 
+def background_choice(cfg: TrainConfig, images_have_alpha: bool) -> str:
+    """What rays see beyond the grid, and why, in one line: 'envmap HxW (reason)' or 'color (r, g, b) (reason)'."""
+    model = cfg.background_model
+    if model == "auto":
+        model = "color" if images_have_alpha else "envmap"
+        why = ("auto: the training images have alpha" if images_have_alpha else
+               "auto: the training images have no alpha, so they show their surroundings")
+    else:
+        why = "background_model=" + model
+    if model == "envmap":
+        return f"envmap {cfg.background_height}x{2 * cfg.background_height} ({why})"
+    return "color ({}) ({})".format(", ".join(f"{c:g}" for c in cfg.background), why)
+
+
 def rows_remap(n_rows: int, touched: torch.Tensor) -> torch.Tensor:
     """position of each touched row in `touched`; 0 for the others (they only ever carry weight 0)."""
     pos = torch.zeros(n_rows, dtype=torch.int64, device=touched.device)
@@ -167,7 +183,7 @@ class Trainer:
         self.opts = render_options(cfg)
         self.background = torch.tensor(cfg.background, dtype=torch.float32, device=device)
         tr = data.train
-        self.origins, self.dirs = camera_rays(tr.c2w, tr.intrinsics, tr.width, tr.height, device)
+        self.rays = PixelRays(tr.c2w, tr.intrinsics, tr.width, tr.height, device)
         self.colors = tr.images.reshape(-1, 3).to(device=device, dtype=torch.float32)
         self.image_shape = (tr.images.shape[0], tr.height, tr.width)
         self.gen = torch.Generator(device=device)
@@ -182,6 +198,10 @@ class Trainer:
         self.grid = self._initial_grid()
         self.sq_density = torch.zeros_like(self.grid.density)
         self.sq_sh = torch.zeros_like(self.grid.sh)
+        self.background_choice = background_choice(cfg, tr.has_alpha)
+        if self.background_choice.startswith("envmap"):
+            self.grid.background_map = blank_environment(cfg.background_height, device)
+            self.sq_background = torch.zeros_like(self.grid.background_map)
         self.step = 0
         self.stage = 0
         self.elapsed = 0.0
@@ -237,7 +257,8 @@ class Trainer:
             "stage": self.stage,
             "elapsed": self.elapsed,
             "grid": self.grid.state_dict(),
-            "optimiser": {"rows": rows, "sq_density": sq_density, "sq_sh": sq_sh},
+            "optimiser": {"rows": rows, "sq_density": sq_density, "sq_sh": sq_sh,
+                          "sq_background": None if self.grid.background_map is None else self.sq_background.cpu().clone()},
             "generator": self.gen.get_state().cpu(),
             "stages": self.stages,
             "config": dataclasses.asdict(self.cfg),
@@ -249,6 +270,10 @@ class Trainer:
         if version not in (1, CHECKPOINT_VERSION):
             raise TrainingError(f"checkpoint: unsupported version {version!r}")
         self.grid = SparseGrid.from_state_dict(state["grid"], self.device)
+        if self.grid.background_map is not None:
+            saved = state.get("optimiser", {}).get("sq_background")
+            self.sq_background = (saved.to(self.device) if saved is not None else
+                                  torch.zeros_like(self.grid.background_map))
         if version == 1:
             self.sq_density = state["sq_density"].to(self.device)
             self.sq_sh = state["sq_sh"].to(self.device)
@@ -278,12 +303,12 @@ class Trainer:
         cfg = self.cfg
         stride = max(1, cfg.prune_ray_stride * cfg.resolutions[-1] // max(self.grid.resolution))
         rays = self._strided_rays(*self.image_shape, stride)
-        weights = max_weights(self.grid, self.origins[rays], self.dirs[rays], self.opts, self.cfg.eval_chunk)
+        weights = max_weights(self.grid, *self.rays.at(rays), self.opts, self.cfg.eval_chunk)
         keep = weights >= self.cfg.prune_weight
         if self.cfg.prune_density > 0:
             keep |= self.grid.density.detach() * self.scene_scale > self.cfg.prune_density
         before = self.grid.n_active
-        self.grid, old_rows = prune(self.grid, keep, self.cfg.prune_dilate)
+        self.grid, old_rows = self._carry(*prune(self.grid, keep, self.cfg.prune_dilate))
         self.sq_density = self.sq_density[old_rows]
         self.sq_sh = self.sq_sh[old_rows]
         self.stages[-1]["prunes"].append({"step": self.step, "before": before, "after": self.grid.n_active})
@@ -291,6 +316,11 @@ class Trainer:
             "stage", name="prune", step=self.step, resolution=list(self.grid.resolution),
             voxels_before=before, voxels_after=self.grid.n_active, message=reason,
         )
+
+    def _carry(self, new: SparseGrid, *rest: Any) -> Any:
+        """A grid that replaces self.grid, given the learnt background (the same tensor: it is the parameter)."""
+        new.background_map = self.grid.background_map
+        return (new, *rest) if rest else new
 
     def _upsample(self) -> None:
         # Prune first, with the field as it is now: the box fitted below then leaves out what the last
@@ -303,9 +333,9 @@ class Trainer:
         side = self.cfg.resolutions[self.stage]
         if self.cfg.fit_box:
             box, res = fitted_box(self.grid, side)
-            self.grid = upsample(self.grid, res, aabb=box)
+            self.grid = self._carry(upsample(self.grid, res, aabb=box))
         else:
-            self.grid = upsample(self.grid, side)
+            self.grid = self._carry(upsample(self.grid, side))
         # rows do not correspond across resolutions, so the statistics start afresh
         self.sq_density = torch.zeros_like(self.grid.density)
         self.sq_sh = torch.zeros_like(self.grid.sh)
@@ -330,11 +360,12 @@ class Trainer:
         cfg, grid = self.cfg, self.grid
         n = grid.n_active
         idx = torch.randint(self.colors.shape[0], (cfg.batch_rays,), generator=self.gen, device=self.device)
-        dirs = self.dirs[idx]
+        within = (torch.rand((cfg.batch_rays, 2), generator=self.gen, device=self.device)
+                  if cfg.pixel_jitter else None)
+        origins, dirs = self.rays.at(idx, within)
         target = self.colors[idx]
         longest = longest_ray(grid, cfg.step_size)
-        s: Samples = visible_samples(grid.density, sample_rays(grid, self.origins[idx], dirs, self.opts), self.opts,
-                                     longest)
+        s: Samples = visible_samples(grid.density, sample_rays(grid, origins, dirs, self.opts), self.opts, longest)
         scale = self.scene_scale
         use_tv = cfg.tv_sigma > 0 or cfg.tv_sh > 0
         row_sets = [s.rows]
@@ -350,7 +381,9 @@ class Trainer:
         sh = grid.sh.detach()[rows].requires_grad_()
         sample_rows = pos[s.rows]
         dp = density_pass(density, sample_rows, s, longest)
-        colour_args = (sh, sample_rows, s.corner_w, s.ray_id, dp.weight, dirs, dp.t_final, self.background,
+        env = grid.background_map.detach().requires_grad_() if grid.background_map is not None else None
+        background = environment_colours(env, dirs) if env is not None else self.background
+        colour_args = (sh, sample_rows, s.corner_w, s.ray_id, dp.weight, dirs, dp.t_final, background,
                        grid.sh_degree)
         if cfg.dc_weight > 0 and grid.sh_degree > 0:
             rgb, rgb_dc = color_and_dc_pass(*colour_args)
@@ -371,7 +404,7 @@ class Trainer:
                 )
             if cfg.tv_sh > 0:
                 loss = loss + cfg.tv_sh * total_variation(sh * tv_scale, pos[tv_rows], pos[tv_nb], tv_present)
-        g_density, g_sh = torch.autograd.grad(loss, (density, sh))
+        g_density, g_sh, *g_env = torch.autograd.grad(loss, (density, sh) if env is None else (density, sh, env))
 
         lr_sigma = delayed_lr(
             self.step, cfg.steps, cfg.lr_sigma, cfg.lr_sigma_final, cfg.lr_sigma_delay_steps, cfg.lr_sigma_delay_mult
@@ -380,6 +413,11 @@ class Trainer:
         # RMSProp's step is about lr in the parameter's units: scene-unit rates become world-unit ones
         self._update(grid.density, self.sq_density, rows, g_density, lr_sigma / scale, cfg.nonnegative_density)
         self._update(grid.sh, self.sq_sh, rows, g_sh, lr_sh)
+        if env is not None and grid.background_map is not None:
+            lr_bg = delayed_lr(self.step, cfg.steps, cfg.lr_background, cfg.lr_background_final)
+            v, p = rmsprop_rows(grid.background_map, self.sq_background, g_env[0], lr_bg, cfg.rms_beta, cfg.rms_eps)
+            grid.background_map.copy_(p.clamp_(0.0, 1.0))
+            self.sq_background.copy_(v)
         return loss.detach(), loss_mse.detach()
 
     def _update(
@@ -429,7 +467,8 @@ class Trainer:
         self.grid.refresh_occupancy()
         self.save()
         return TrainResult(self.grid, self.step, self.elapsed,
-                           {"stages": self.stages, "scene_box": self.box.to_json()})
+                           {"stages": self.stages, "scene_box": self.box.to_json(),
+                            "background": self.background_choice})
 
     def _read_losses(self) -> tuple[float, float]:
         """The mean loss and MSE over the steps since the last read, in one transfer from the device.

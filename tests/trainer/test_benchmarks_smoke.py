@@ -29,5 +29,5 @@ def test_bench_lego_smoke_runs_and_prints_its_figures(repo_root: Path, tmp_path:
     out = proc.stdout
     assert re.search(rf"^training: 40 steps in {NUMBER}s wall$", out, re.MULTILINE), out
     assert len(re.findall(rf"^  stage \d+x\d+x\d+: \d+ steps, {NUMBER} rays/s, peak ", out, re.MULTILINE)) == 2, out
-    for name in ("exported grid", "training grid"):
+    for name in ("exported grid, pixel area 2x2", "exported grid, pixel centres", "training grid, pixel area 2x2"):
         assert re.search(rf"^test \({name}\): PSNR {NUMBER} dB, SSIM {NUMBER} over 2 views", out, re.MULTILINE), out

@@ -77,6 +77,8 @@ class SparseGrid:
         self.sh = sh
         self.aabb = aabb.to(torch.float32)
         self.sh_degree = sh_degree
+        # what rays see beyond the grid, when it is learnt (trainer.engine.background); None: a fixed colour
+        self.background_map: torch.Tensor | None = None
         # Caches: links never change after construction (pruning and upsampling build a new grid).
         self._occupancy: tuple[int, torch.Tensor, torch.Tensor] | None = None
         self._cells = torch.zeros((0, 0, 0), dtype=torch.bool)
@@ -297,13 +299,15 @@ class SparseGrid:
             sh=sh,
             sh_degree=int(self.sh_degree),
             metadata=metadata if isinstance(metadata, dict) else json.loads(metadata),
+            background_map=(None if self.background_map is None else
+                            self.background_map.detach().cpu().numpy().astype(np.float32)),
         )
 
     @classmethod
     def from_grid_data(cls, data: GridData, device: torch.device | str = "cpu") -> SparseGrid:
         res = tuple(int(v) for v in np.asarray(data.resolution).reshape(3))
-        sh = torch.as_tensor(np.asarray(data.sh, dtype=np.float32)).reshape(len(data.density), -1)
-        return cls.from_coords(
+        sh = torch.as_tensor(np.asarray(data.sh, dtype=np.float32)).reshape(len(data.density), 3 * num_coeffs(int(data.sh_degree)))
+        grid = cls.from_coords(
             (res[0], res[1], res[2]),
             torch.as_tensor(np.asarray(data.coords, dtype=np.int64)),
             torch.as_tensor(np.asarray(data.density, dtype=np.float32)).to(device),
@@ -311,6 +315,9 @@ class SparseGrid:
             torch.as_tensor(np.asarray(data.aabb, dtype=np.float32)),
             int(data.sh_degree),
         )
+        if data.background_map is not None:
+            grid.background_map = torch.as_tensor(np.asarray(data.background_map, dtype=np.float32)).to(device)
+        return grid
 
     def state_dict(self) -> dict[str, Any]:
         """CPU tensors for a checkpoint. Which voxels are active is stored as an occupancy code
@@ -329,6 +336,7 @@ class SparseGrid:
             "sh": self.sh.detach().cpu().clone(),
             "aabb": self.aabb.cpu().clone(),
             "sh_degree": self.sh_degree,
+            "background_map": None if self.background_map is None else self.background_map.detach().cpu().clone(),
         }
 
     @classmethod
@@ -339,7 +347,7 @@ class SparseGrid:
             coords = state["coords"].long()
         else:
             coords = unflatten(torch.from_numpy(decode_voxels(state, resolution)), resolution)
-        return cls.from_coords(
+        grid = cls.from_coords(
             resolution,
             coords,
             state["density"].to(device),
@@ -347,6 +355,9 @@ class SparseGrid:
             state["aabb"],
             int(state["sh_degree"]),
         )
+        if state.get("background_map") is not None:
+            grid.background_map = state["background_map"].to(device)
+        return grid
 
 
 # unsigned integer types by byte width, and the signed ones of the same width that torch can store

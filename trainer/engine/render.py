@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from trainer.io.data import camera_rays
+from trainer.engine.background import environment_colours
 from trainer.engine.grid import SparseGrid, trilinear
 from trainer.engine.sh import C0, num_coeffs, sh_basis, sh_to_rgb
 
@@ -298,10 +299,13 @@ def render_rays(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Colour [B, 3] and accumulated opacity [B] of rays (world space, unit directions).
 
-    Differentiable with respect to grid.density and grid.sh when they require gradients.
+    Differentiable with respect to grid.density and grid.sh when they require gradients. A grid with a
+    learnt background (grid.background_map) shows that behind it instead of `background`.
     """
     s = visible_samples(grid.density, sample_rays(grid, origins, dirs, opts), opts)
     dp = density_pass(grid.density, s.rows, s)
+    if grid.background_map is not None:  # a learnt background replaces the colour
+        background = environment_colours(grid.background_map, dirs)
     rgb = color_pass(
         grid.sh, s.rows, s.corner_w, s.ray_id, dp.weight, dirs, dp.t_final, background, grid.sh_degree, opts.dc_only
     )
@@ -320,14 +324,19 @@ def render_image(
     dc_only: bool = False,
     chunk: int = 16384,
     opts: RenderOptions | None = None,
+    supersample: int = 1,
 ) -> torch.Tensor:
-    """Renders one view [H, W, 3] (no gradients); c2w [4, 4] OpenGL axes, intrinsics fx, fy, cx, cy."""
+    """Renders one view [H, W, 3] (no gradients); c2w [4, 4] OpenGL axes, intrinsics fx, fy, cx, cy.
+    supersample n: each pixel is the mean of n x n rays on a stratified grid over its area (a box
+    filter, as the loader's area downscale), instead of the one ray through its centre."""
     opts = RenderOptions(**{**(opts or RenderOptions()).__dict__, "dc_only": dc_only})
-    origins, dirs = camera_rays(c2w[None], intrinsics[None], width, height, grid.device)
-    out = torch.empty((origins.shape[0], 3), device=grid.device)
-    for s in range(0, origins.shape[0], chunk):
-        out[s : s + chunk] = render_rays(grid, origins[s : s + chunk], dirs[s : s + chunk], background, opts)[0]
-    return out.reshape(height, width, 3).clamp(0.0, 1.0)
+    out = torch.zeros((height * width, 3), device=grid.device)
+    points = [((a + 0.5) / supersample, (b + 0.5) / supersample) for b in range(supersample) for a in range(supersample)]
+    for offset in points:
+        origins, dirs = camera_rays(c2w[None], intrinsics[None], width, height, grid.device, offset)
+        for s in range(0, origins.shape[0], chunk):
+            out[s : s + chunk] += render_rays(grid, origins[s : s + chunk], dirs[s : s + chunk], background, opts)[0]
+    return (out / len(points)).reshape(height, width, 3).clamp(0.0, 1.0)
 
 
 @torch.no_grad()

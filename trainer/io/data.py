@@ -62,6 +62,9 @@ class Split:
     width: int
     height: int
     paths: list[Path]
+    # every image had an alpha channel: the pixels it leaves empty show the background colour, which is
+    # then known; without one, what lies behind the scene is in the images and must be learnt
+    has_alpha: bool = False
 
 
 @dataclass
@@ -214,8 +217,9 @@ def _intrinsics(frame: _Frame, width: int, height: int) -> tuple[float, ...]:
     return pinhole if lens is None else pinhole + lens
 
 
-def _read_image(path: Path, background: np.ndarray) -> np.ndarray:
-    """float32 [H, W, 3] in [0, 1], alpha composited over `background` (straight, not premultiplied)."""
+def _read_image(path: Path, background: np.ndarray) -> tuple[np.ndarray, bool]:
+    """float32 [H, W, 3] in [0, 1], alpha composited over `background` (straight, not premultiplied),
+    and whether the image had an alpha channel."""
     try:
         with warnings.catch_warnings():  # imageio tries every plugin on a bad file; their deprecation noise
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -239,7 +243,7 @@ def _read_image(path: Path, background: np.ndarray) -> np.ndarray:
     if channels in (2, 4):
         alpha = img[:, :, -1:]
         colour = colour * alpha + background * (1.0 - alpha)
-    return np.ascontiguousarray(colour, dtype=np.float32)
+    return np.ascontiguousarray(colour, dtype=np.float32), channels in (2, 4)
 
 
 def _area_downscale(img: np.ndarray, factor: int) -> np.ndarray:
@@ -253,35 +257,36 @@ def _area_downscale(img: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _load_split(name: str, frames: list[_Frame], downscale: int, background: np.ndarray) -> Split:
-    def load(frame: _Frame) -> tuple[np.ndarray, tuple[int, int], tuple[float, ...]]:
+    def load(frame: _Frame) -> tuple[np.ndarray, tuple[int, int], tuple[float, ...], bool]:
         assert frame.image is not None  # missing images were filtered out before
-        img = _read_image(frame.image, background)
+        img, alpha = _read_image(frame.image, background)
         h, w = img.shape[:2]
-        return _area_downscale(img, downscale), (w, h), _intrinsics(frame, w, h)
+        return _area_downscale(img, downscale), (w, h), _intrinsics(frame, w, h), alpha
 
     workers = min(8, os.cpu_count() or 1, len(frames))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         loaded = list(pool.map(load, frames))
     first_size = loaded[0][1]
-    for frame, (_, size, _) in zip(frames, loaded):
+    for frame, (_, size, _, _) in zip(frames, loaded):
         if size != first_size:
             raise DatasetError(
                 f"{frame.image}: image is {size[0]}x{size[1]}, the {name} split's first image "
                 f"({frames[0].listed.name}) is {first_size[0]}x{first_size[1]}")
     if first_size[0] // downscale < 1 or first_size[1] // downscale < 1:
         raise DatasetError(f"{frames[0].image}: {first_size[0]}x{first_size[1]} is too small for downscale {downscale}")
-    images = torch.from_numpy(np.stack([img for img, _, _ in loaded]))
+    images = torch.from_numpy(np.stack([img for img, _, _, _ in loaded]))
     # A pinhole row padded with zero coefficients is the same camera in the radial-tangential model.
-    columns = LENS_COLUMNS if any(len(k) > PINHOLE_COLUMNS for _, _, k in loaded) else PINHOLE_COLUMNS
+    columns = LENS_COLUMNS if any(len(k) > PINHOLE_COLUMNS for _, _, k, _ in loaded) else PINHOLE_COLUMNS
     rows = np.zeros((len(loaded), columns), dtype=np.float64)
-    for row, (_, _, k) in zip(rows, loaded):
+    for row, (_, _, k, _) in zip(rows, loaded):
         row[: len(k)] = k
     # Downscaling by N maps pixel positions p to p / N: focal lengths and principal point scale, the
     # distortion coefficients (on normalised coordinates) and the model code do not.
     rows[:, :PINHOLE_COLUMNS] /= downscale
     c2w = torch.from_numpy(np.stack([f.c2w for f in frames]))
     return Split(images=images, c2w=c2w.float(), intrinsics=torch.from_numpy(rows.astype(np.float32)),
-                 width=images.shape[2], height=images.shape[1], paths=[f.image for f in frames if f.image])
+                 width=images.shape[2], height=images.shape[1], paths=[f.image for f in frames if f.image],
+                 has_alpha=all(alpha for _, _, _, alpha in loaded))
 
 
 def _parse_aabb(path: Path, meta: dict[str, Any]) -> torch.Tensor | None:
@@ -394,19 +399,21 @@ def load_dataset(root: Path, downscale: int = 1,
 
 
 def camera_rays(c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
-                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                device: torch.device | str = "cpu", offset: tuple[float, float] = (0.5, 0.5),
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Origins and unit directions [V*H*W, 3] each, row-major per view (index = (view*H + v)*W + u).
 
-    Pixel (u, v) has its centre at (u + 0.5, v + 0.5); without a lens model its camera-space direction
-    is ((u + 0.5 - cx)/fx, -(v + 0.5 - cy)/fy, -1) (OpenGL axes: +y up, looking down -z). With one
+    Pixel (u, v) spans [u, u + 1] x [v, v + 1]; its ray goes through (u + offset[0], v + offset[1]), by
+    default its centre. Without a lens model the camera-space direction is then
+    ((u + 0.5 - cx)/fx, -(v + 0.5 - cy)/fy, -1) (OpenGL axes: +y up, looking down -z). With one
     (intrinsics [V, 11], see Split), the direction is the lens's exact inverse (trainer.io.lens), solved
     once per distinct camera, since views from one camera share their pixel directions.
     """
     c2w = c2w.to(device=device, dtype=torch.float32)
     k = intrinsics.to(device=device, dtype=torch.float32)
     views = c2w.shape[0]
-    v, u = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32) + 0.5,
-                          torch.arange(width, device=device, dtype=torch.float32) + 0.5, indexing="ij")
+    v, u = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32) + offset[1],
+                          torch.arange(width, device=device, dtype=torch.float32) + offset[0], indexing="ij")
     if k.shape[1] == PINHOLE_COLUMNS:
         fx, fy, cx, cy = (k[:, i].view(views, 1, 1) for i in range(4))
         x = (u - cx) / fx

@@ -22,6 +22,7 @@ from trainer.io.atomic import atomic_path
 
 FORMAT_NAME = "blender_plenox.grid"
 KEYS = ("format", "version", "resolution", "aabb", "coords", "density", "sh", "sh_degree", "metadata")
+BACKGROUND_KEY = "background_map"  # optional; readers that do not know it ignore it (version stays 2)
 
 
 class GridFileError(ValueError):
@@ -37,6 +38,9 @@ class GridData:
     sh: np.ndarray                  # float32 [N, 3, K]: SH coefficients per colour channel
     sh_degree: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    # optional: a learnt background, float32 [H, W, 3] colours in [0, 1], equirectangular with the top row
+    # first (trainer/engine/background.py has the mapping, which is Blender's Environment Texture's)
+    background_map: np.ndarray | None = None
 
     @property
     def voxel_size(self) -> np.ndarray:
@@ -86,6 +90,12 @@ def _problem(grid: GridData) -> str | None:
         return "sh has non-finite values"
     if not isinstance(grid.metadata, dict):
         return "metadata must be a JSON object"
+    bg = grid.background_map
+    if bg is not None:
+        if bg.ndim != 3 or bg.shape[2] != 3 or bg.shape[0] < 1 or bg.shape[1] < 1 or bg.dtype.kind != "f":
+            return f"background_map must be float [H, W, 3], got {bg.dtype} {list(bg.shape)}"
+        if not np.isfinite(bg).all():
+            return "background_map has non-finite values"
     return None
 
 
@@ -106,6 +116,8 @@ def save_grid(path: Path, grid: GridData) -> None:
         "sh_degree": np.array(int(grid.sh_degree), dtype=np.int64),
         "metadata": np.array(json.dumps(grid.metadata, default=str, allow_nan=False)),
     }
+    if grid.background_map is not None:
+        arrays[BACKGROUND_KEY] = np.ascontiguousarray(grid.background_map, dtype=np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz"
         np.savez_compressed(f, **arrays)
 
@@ -123,6 +135,7 @@ def load_grid(path: Path) -> GridData:
             if missing:
                 raise GridFileError(f"{path}: not a blender_plenox grid file (missing {', '.join(missing)})")
             arrays = {k: npz[k] for k in KEYS}
+            background = npz[BACKGROUND_KEY] if BACKGROUND_KEY in npz.files else None
     except GridFileError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, io.UnsupportedOperation) as e:
@@ -145,7 +158,8 @@ def load_grid(path: Path) -> GridData:
     except json.JSONDecodeError as e:
         raise GridFileError(f"{path}: metadata is not JSON ({e})") from e
     grid = GridData(resolution=arrays["resolution"], aabb=arrays["aabb"], coords=arrays["coords"],
-                    density=arrays["density"], sh=arrays["sh"], sh_degree=int(degree), metadata=metadata)
+                    density=arrays["density"], sh=arrays["sh"], sh_degree=int(degree), metadata=metadata,
+                    background_map=background)
     problem = _problem(grid)
     if problem:
         raise GridFileError(f"{path}: {problem}")
@@ -154,6 +168,8 @@ def load_grid(path: Path) -> GridData:
     grid.coords = grid.coords.astype(np.int32)
     grid.density = grid.density.astype(np.float32)
     grid.sh = grid.sh.astype(np.float32)
+    if grid.background_map is not None:
+        grid.background_map = grid.background_map.astype(np.float32)
     return grid
 
 
@@ -170,6 +186,8 @@ def grid_summary(grid: GridData) -> dict[str, Any]:
         "sh_degree": int(grid.sh_degree),
         "density_max": float(grid.density.max()) if n else 0.0,
         "density_mean": float(grid.density.mean()) if n else 0.0,
+        "background": ("learnt environment map {}x{}".format(*grid.background_map.shape[1::-1])
+                       if grid.background_map is not None else "a fixed colour"),
     }
     for key in ("step", "psnr", "created", "trainer_version"):
         if key in grid.metadata:

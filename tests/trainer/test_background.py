@@ -1,0 +1,110 @@
+"""The learnt background (environment map): its mapping against closed forms, its interpolation against
+an exactly representable map, and training on photos that show only their surroundings."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from cli_helpers import run_trainer
+from scenes import Camera, look_at, pixel_rays, sphere_eyes, to_png_bytes
+
+from trainer.engine.background import environment_colours, equirect_uv
+from trainer.io.gridfile import load_grid
+
+
+def test_directions_map_as_blenders_environment_texture() -> None:
+    # +x looks at the middle column, +y a quarter in, -y three quarters in; the zenith is the top edge
+    dirs = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0], [0, 0, 1.0], [0, 0, -1.0], [1.0, 0, 1.0]])
+    u, v = equirect_uv(dirs / dirs.norm(dim=-1, keepdim=True))
+    assert torch.allclose(u[:3], torch.tensor([0.5, 0.25, 0.75]), atol=1e-6)
+    assert torch.allclose(v, torch.tensor([0.5, 0.5, 0.5, 1.0, 0.0, 0.75]), atol=1e-6)
+
+
+def test_lookup_interpolates_bilinearly_between_texel_centres_and_wraps_around() -> None:
+    h, w = 6, 12
+    # a map linear in the texel indices is reproduced exactly by bilinear interpolation
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                indexing="ij")
+    texels = torch.stack((rows / h, cols / w, torch.full_like(rows, 0.5)), -1)
+    gen = torch.Generator().manual_seed(1)
+    # directions whose (u, v) fall between interior texel centres
+    u = 0.5 / w + torch.rand(200, generator=gen) * (w - 1) / w
+    v = 0.5 / h + torch.rand(200, generator=gen) * (h - 1) / h
+    lon, lat = (0.5 - u) * 2 * math.pi, (v - 0.5) * math.pi
+    dirs = torch.stack((torch.cos(lat) * torch.cos(lon), torch.cos(lat) * torch.sin(lon), torch.sin(lat)), -1)
+    got = environment_colours(texels, dirs)
+    x, y = u * w - 0.5, (1 - v) * h - 0.5
+    assert torch.allclose(got[:, 0], y / h, atol=1e-5)
+    assert torch.allclose(got[:, 1], x / w, atol=1e-5)
+    # -x sits on the seam (u = 0 or 1), half way between the last column and the first
+    seam = environment_colours(texels, torch.tensor([[-1.0, 0.0, 0.0]]))
+    assert seam[0, 1].item() == pytest.approx(0.5 * ((w - 1) / w + 0.0), abs=1e-5)
+
+
+def sky(d: np.ndarray) -> np.ndarray:
+    """A smooth sky, the only thing the photos below show."""
+    return np.stack((0.5 + 0.35 * d[..., 2], 0.45 + 0.3 * d[..., 0], 0.5 - 0.3 * d[..., 1]), -1)
+
+
+def write_sky_dataset(root: Path, n_train: int = 40, n_test: int = 3, size: int = 24) -> None:
+    """RGB photos (no alpha) from cameras around an empty box, of nothing but the sky."""
+    f = 0.5 * size  # 90° wide: the training views see every direction the test views do
+    eyes = sphere_eyes(n_train + n_test, 2.5, seed=4)
+    for split, idx in (("train", range(n_train)), ("test", range(n_train, n_train + n_test))):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        frames = []
+        for j, i in enumerate(idx):
+            cam = Camera(look_at(eyes[i], np.zeros(3)), f, f, size / 2, size / 2, size, size)
+            _, d = pixel_rays(cam, supersample=4)
+            rgb = sky(d).reshape(size, 4, size, 4, 3).mean(axis=(1, 3))  # the pixel's area, as a camera sees it
+            iio.imwrite(root / split / f"{j:03d}.png", to_png_bytes(rgb))
+            frames.append({"file_path": f"./{split}/{j:03d}", "transform_matrix": cam.c2w.tolist()})
+        meta = {"fl_x": f, "fl_y": f, "cx": size / 2, "cy": size / 2, "w": size, "h": size,
+                "aabb": [[-1, -1, -1], [1, 1, 1]], "frames": frames}
+        (root / f"transforms_{split}.json").write_text(json.dumps(meta))
+
+
+def test_photos_of_the_surroundings_train_an_environment_map_by_default(tmp_path: Path) -> None:
+    write_sky_dataset(tmp_path / "sky")
+    scores = {}
+    for model in ("auto", "color"):
+        out = tmp_path / model
+        result = run_trainer("train", "--data", tmp_path / "sky", "--out", out, "--preset", "tiny",
+                             "--progress", "none", "--set", f"background_model={model}")
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads((out / "metrics.json").read_text())
+        scores[model] = metrics["test"]["psnr"]
+        grid = load_grid(out / "grid.npz")
+        if model == "auto":
+            assert metrics["background"].startswith("envmap 32x64 (auto: the training images have no alpha")
+            assert "background: envmap 32x64" in result.stderr
+            assert grid.background_map is not None and grid.background_map.shape == (32, 64, 3)
+        else:
+            assert metrics["background"].startswith("color (1, 1, 1)")
+            assert grid.background_map is None
+    # the sky is smooth: a 32 x 64 map holds it; painted on the box's faces over white it does not fit
+    assert scores["auto"] > 30.0, scores
+    assert scores["auto"] > scores["color"] + 5.0, scores
+    # `eval` renders the saved grid with its map, as the run's own evaluation did
+    again = run_trainer("eval", "--run", tmp_path / "auto", "--progress", "none")
+    assert again.returncode == 0, again.stderr
+    evaluated = json.loads((tmp_path / "auto" / "metrics.json").read_text())
+    assert evaluated["test"]["psnr"] == pytest.approx(scores["auto"], abs=0.05)
+
+
+def test_images_with_alpha_keep_the_fixed_colour(tmp_path: Path) -> None:
+    from scenes import write_sphere_dataset
+
+    write_sphere_dataset(tmp_path / "d", n_train=6, n_test=2, width=16, height=16, aabb=[[-1] * 3, [1] * 3])
+    result = run_trainer("train", "--data", tmp_path / "d", "--out", tmp_path / "run", "--preset", "tiny",
+                         "--progress", "none", "--set", "steps=20", "--set", "upsample_at=[10]", "--set", "prune_at=[]")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["background"] == "color (1, 1, 1) (auto: the training images have alpha)"
+    assert load_grid(tmp_path / "run" / "grid.npz").background_map is None

@@ -168,6 +168,7 @@ class VIEW3D_PT_plenox_import(PlenoxPanel):
             layout.prop(s, "surface_opacity")
         else:
             layout.prop(s, "sharp_eevee")
+            layout.prop(s, "background_world")
             layout.prop(s, "min_density")
             col = layout.column(align=True)
             col.prop(s, "density_multiplier")

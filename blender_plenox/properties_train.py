@@ -253,6 +253,13 @@ class PlenoxImportSettings(bpy.types.PropertyGroup):
         "view-independent colour at each vertex instead of the colour seen looking straight at the surface",
         default=False,
     )
+    background_world: BoolProperty(  # type: ignore[valid-type]
+        name="Learnt Background as World",
+        description="A grid trained on photos without alpha learns what lies beyond its box as an "
+        "environment map: show it as the scene's World (a new World; the previous one stays in the file "
+        "and the import can be undone)",
+        default=True,
+    )
     sharp_eevee: BoolProperty(  # type: ignore[valid-type]
         name="Sharp EEVEE Volumes",
         description="Set the scene's EEVEE volumetrics (tile size, samples, start and end seen from the "

@@ -35,6 +35,9 @@ class PlenoxGrid:
     sh: np.ndarray  # float32 (N, 3, K)
     sh_degree: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    # optional learnt background: float32 (H, W, 3) colours, equirectangular as Blender's Environment
+    # Texture, top row first (contract 4)
+    background_map: np.ndarray | None = None
 
     @property
     def voxel_size(self) -> np.ndarray:
@@ -146,6 +149,15 @@ def _validate(p: str, a: dict[str, np.ndarray]) -> PlenoxGrid:
             raise _fail(p, "'metadata' must be a JSON object")
         metadata = parsed
 
+    background = a.get("background_map")
+    if background is not None:
+        if background.ndim != 3 or background.shape[2] != 3 or min(background.shape[:2]) < 1 \
+                or background.dtype.kind != "f":
+            raise _fail(p, f"'background_map' must be a float (H, W, 3) array, got {background.dtype} {background.shape}")
+        if not np.all(np.isfinite(background)):
+            raise _fail(p, "'background_map' holds NaN or infinite values")
+        background = background.astype(np.float32, copy=False)
+
     return PlenoxGrid(
         resolution=resolution,
         aabb=aabb,
@@ -154,6 +166,7 @@ def _validate(p: str, a: dict[str, np.ndarray]) -> PlenoxGrid:
         sh=sh.astype(np.float32, copy=False),
         sh_degree=sh_degree,
         metadata=metadata,
+        background_map=background,
     )
 
 
@@ -172,5 +185,6 @@ def write_grid(path: str | os.PathLike[str], grid: PlenoxGrid) -> None:
         sh=np.asarray(grid.sh, dtype=np.float32),
         sh_degree=np.array(grid.sh_degree, dtype=np.int64),
         metadata=np.array(json.dumps(grid.metadata)),
+        **({} if grid.background_map is None else {"background_map": np.asarray(grid.background_map, np.float32)}),
     )
     os.replace(tmp, p)

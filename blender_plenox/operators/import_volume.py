@@ -31,6 +31,7 @@ def import_with_settings(context: Any, grid_path: str) -> tuple[ImportResult, st
         min_density=s.min_density,
         color_space=s.color_space,
         view_dependent=not s.view_independent_only,
+        background_world=s.background_world,
     )
     if not s.sharp_eevee:
         return result, ""
@@ -97,6 +98,8 @@ class PLENOX_OT_import_volume(bpy.types.Operator):
                     " (View-Independent Colour Only)")
         if eevee:
             msg += f"; EEVEE volumetrics: {eevee}"
+        if result.background:
+            msg += f"; {result.background}"
         settings.import_settings.status = msg
         if not bpy.app.background:
             show_in_viewport(context)

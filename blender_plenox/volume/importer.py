@@ -14,6 +14,7 @@ from ..io.grid_reader import read_grid
 from ..io.vdb_arrays import ColorSpace, build_vdb_arrays
 from .vdb_writer import write_vdb
 from .volume_object import create_or_update
+from .world_background import show_background_map
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ImportResult:
     vdb_bytes: int = 0
     aabb: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,) * 3, (0.0,) * 3)  # the voxels' world box
     voxel_size: float = 0.0  # the smallest side of a voxel, in world units
+    background: str = ""  # what became of the grid's learnt background ('' when it has none)
 
 
 def vdb_path_for(grid_path: str) -> str:
@@ -65,11 +67,13 @@ def import_grid(
     min_density: float = 0.0,
     color_space: ColorSpace = "LINEAR",
     view_dependent: bool = True,
+    background_world: bool = True,
 ) -> ImportResult:
     """Reads a contract-4 grid and shows it as the Volume object `object_name` (replacing its data).
 
     view_dependent: write the grid's higher SH coefficients and evaluate them from the view direction
     in the material; False writes and shows the view-independent colour only (a lighter file).
+    background_world: a grid with a learnt background makes it the scene's World (world_background).
     Raises GridFileError (one line) for a bad file, before anything in the scene changes.
     """
     start = time.perf_counter()
@@ -80,10 +84,14 @@ def import_grid(
     vdb_path = write_vdb(arrays, vdb_path_for(grid_path), meta)
     obj = create_or_update(scene, object_name, vdb_path, grid_path, multiplier, threshold, color_space, arrays.sh_degree)
     _remove_stale(grid_path, vdb_path)
+    background = ""
+    if grid.background_map is not None:
+        background = (show_background_map(scene, grid.background_map, color_space) if background_world else
+                      "learnt background not shown (Learnt Background as World is off)")
     res = tuple(int(v) for v in grid.resolution)
     seconds = time.perf_counter() - start
     return ImportResult(
         obj, vdb_path, arrays.active_voxels, res, seconds,  # type: ignore[arg-type]
         int(grid.sh_degree), arrays.sh_degree, os.path.getsize(vdb_path),
-        _voxel_box(grid), float(min(grid.voxel_size)),
+        _voxel_box(grid), float(min(grid.voxel_size)), background,
     )

@@ -90,13 +90,16 @@ def test_the_watch_sees_each_kind_of_sync() -> None:
     assert sum(watch.syncs.values()) == 4, watch.syncs
 
 
-@pytest.mark.parametrize("sh_degree", [0, 2])
+@pytest.mark.parametrize(("sh_degree", "background_model", "pixel_jitter"),
+                         [(0, "color", False), (2, "color", False), (2, "envmap", True)])
 def test_a_training_step_synchronises_the_host_only_a_few_times(sphere: Dataset, tmp_path: Path,
-                                                                sh_degree: int) -> None:
-    # every loss on, so that each one's code path is counted
+                                                                sh_degree: int, background_model: str,
+                                                                pixel_jitter: bool) -> None:
+    # every loss and option on, so that each one's code path is counted
     cfg = dataclasses.replace(
         preset("tiny"), steps=40, resolutions=[16], upsample_at=[], prune_at=[], batch_rays=256, sh_degree=sh_degree,
         tv_sigma=1e-5, tv_sh=1e-3, sparsity=1e-10, beta_loss=1e-4, log_every=1000, checkpoint_every=0,
+        background_model=background_model, pixel_jitter=pixel_jitter,
     )
     trainer = Trainer(cfg, sphere, tmp_path, NullSink(), CPU)
     for _ in range(3):  # past the first steps, as a long run is

@@ -83,8 +83,10 @@ def test_psnr_rises_and_events_follow_contract_3(sphere: Dataset, tmp_path: Path
     assert len(stats) == 2 and all(s["rays_per_s"] > 0 for s in stats)
 
 
-def test_resume_continues_exactly(sphere: Dataset, tmp_path: Path) -> None:
-    cfg = small_config(steps=40, upsample_at=[25], prune_at=[10], checkpoint_every=15, log_every=5)
+@pytest.mark.parametrize(("background_model", "pixel_jitter"), [("color", False), ("envmap", True)])
+def test_resume_continues_exactly(sphere: Dataset, tmp_path: Path, background_model: str, pixel_jitter: bool) -> None:
+    cfg = small_config(steps=40, upsample_at=[25], prune_at=[10], checkpoint_every=15, log_every=5,
+                       background_model=background_model, pixel_jitter=pixel_jitter)
     full = run_training(cfg, sphere, tmp_path / "a", ListSink(), resume=False, device=CPU)
     with pytest.raises(KeyboardInterrupt):
         run_training(cfg, sphere, tmp_path / "b", ListSink(stop_at=20), resume=False, device=CPU)
@@ -93,6 +95,10 @@ def test_resume_continues_exactly(sphere: Dataset, tmp_path: Path) -> None:
     assert torch.equal(resumed.grid.links, full.grid.links)
     torch.testing.assert_close(resumed.grid.density, full.grid.density, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(resumed.grid.sh, full.grid.sh, atol=1e-5, rtol=1e-5)
+    if background_model == "envmap":  # the map and its optimiser statistics come back too
+        assert full.grid.background_map is not None and resumed.grid.background_map is not None
+        assert float((full.grid.background_map - 0.5).abs().max()) > 1e-3  # it learnt something
+        torch.testing.assert_close(resumed.grid.background_map, full.grid.background_map, atol=1e-5, rtol=1e-5)
 
 
 def test_non_finite_loss_is_reported_with_its_step(sphere: Dataset, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 from ..compat import node_tree_of
 from ..io.field_sampling import SparseField, density_for_opacity
 from ..io.grid_reader import read_grid
+from ..io.ray_surface import training_cameras
 from ..io.vdb_arrays import ColorSpace, srgb_to_linear
 from .surface_mesh import extract_surface
 from .volume_object import reconstruction_collection
@@ -112,6 +113,7 @@ def import_grid_as_mesh(
     color_space: ColorSpace = "LINEAR",
     view_dependent: bool = True,
     fill_voids: bool = True,
+    seen_surface: bool = True,
 ) -> MeshImportResult:
     """Reads a contract-4 grid and shows its surface at `opacity` per voxel as the mesh object
     `<object_name> Mesh` (made, or its data replaced). view_dependent: bake the SH colour seen along
@@ -122,7 +124,8 @@ def import_grid_as_mesh(
     grid = read_grid(grid_path)
     level = density_for_opacity(opacity, float(min(grid.voxel_size)))
     name = mesh_object_name(object_name)
-    mesh = extract_surface(scene, grid, level, name, fill_voids)
+    cameras = training_cameras(grid.metadata.get("data")) if seen_surface else []
+    mesh = extract_surface(scene, grid, level, name, fill_voids, cameras)
     if len(mesh.vertices) == 0:
         bpy.data.meshes.remove(mesh)
         peak = float(grid.density.max()) if grid.num_voxels else 0.0

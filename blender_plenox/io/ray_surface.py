@@ -1,0 +1,214 @@
+"""The surface the training cameras saw: where each camera ray's accumulated opacity reaches a share
+(0.5 by default), as a signed field on the voxels for a level-set extraction (no bpy).
+
+Why not a fixed density level: a trained field's density rises over a voxel or two at a surface,
+and how steeply depends on the texture and the training (flat, evenly coloured faces rise slowly), so
+any one level sits a varying depth inside the surface the images show. What the images constrain is
+where a ray's light is stopped: a ray's rendered colour is mostly the colour where its transmittance
+falls through 1/2. And only what some ray reached is constrained at all: behind the first surface the
+density is whatever the training left (pruned hollows, inner walls, two voxels of dilation around
+what rays saw), which a density level set turns into inner surfaces no camera could see.
+
+So: every training camera casts one ray per pixel through the density (σ = max(0, trilinear), the
+contract's field, marched in half-voxel steps like the trainer) and records the distance d_c(pixel)
+at which the accumulated opacity 1 − exp(−∫σ) first reaches the share (∞ if it never does). A voxel
+sample at distance r from camera c, at pixel p, lies (d_c(p) − r) in front of that camera's surface;
+its field value is the largest of these over the cameras whose image holds it, in voxels, clamped
+to ±FIELD_CLAMP: positive where some camera saw through it, negative where every camera that looks
+there had already been stopped (the inside of solids, and what lies behind them). The zero level set
+is then the union of what the cameras saw as empty, closed: an outer surface with no inner walls.
+Voxels no camera's image holds keep the density's own verdict (outside unless σ ≥ `level`).
+d_c is interpolated bilinearly between pixel centres, so the level set is smooth across pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FIELD_CLAMP = 4.0  # voxels: wide enough that the interpolation between samples around 0 is unclipped
+STEP = 0.5  # voxels per marching step (the trainer's default step size)
+AGREE = 2  # cameras that must see through a voxel for it to count as seen through
+DEPTH_JUMP = 2.0  # voxels: neighbouring pixels' depths further apart than this straddle a silhouette
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    matrix_world: np.ndarray  # 4×4 camera to world, Blender axes (looks down −z, +y up)
+    fl_x: float
+    fl_y: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Block:
+    """A dense block of the field: density[i, j, k] is the sample at world origin + (ijk) · voxel_size."""
+    density: np.ndarray  # float32 (dx, dy, dz), raw (σ = max(0, trilinear))
+    origin: np.ndarray  # float64 (3,)
+    voxel_size: np.ndarray  # float64 (3,)
+
+
+def _trilinear(block: Block, q: np.ndarray) -> np.ndarray:
+    """σ = max(0, trilinear) at block index coordinates q (N, 3); 0 outside the block."""
+    shape = np.array(block.density.shape)
+    base = np.floor(q).astype(np.int64)
+    inside = np.all((base >= 0) & (base < shape - 1), axis=1)
+    base[~inside] = 0
+    fx, fy, fz = (q - base).astype(np.float32).T
+    flat = block.density.ravel()
+    sy, sx = shape[2], shape[1] * shape[2]
+    i = base @ np.array([sx, sy, 1])
+    # along z, then y, then x: 7 lerps of the 8 corners
+    c00 = flat[i] + fz * (flat[i + 1] - flat[i])
+    c01 = flat[i + sy] + fz * (flat[i + sy + 1] - flat[i + sy])
+    c10 = flat[i + sx] + fz * (flat[i + sx + 1] - flat[i + sx])
+    c11 = flat[i + sx + sy] + fz * (flat[i + sx + sy + 1] - flat[i + sx + sy])
+    c0 = c00 + fy * (c01 - c00)
+    c1 = c10 + fy * (c11 - c10)
+    out = c0 + fx * (c1 - c0)
+    return np.where(inside, np.maximum(out, 0.0), 0.0)
+
+
+def _rays(cam: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
+    """(origin (3,), unit directions (H·W, 3)) through the pixel centres, row by row."""
+    v, u = np.mgrid[0:cam.height, 0:cam.width].astype(np.float64) + 0.5
+    local = np.stack([(u - cam.cx) / cam.fl_x, -(v - cam.cy) / cam.fl_y, -np.ones_like(u)], -1).reshape(-1, 3)
+    dirs = local @ cam.matrix_world[:3, :3].T
+    return cam.matrix_world[:3, 3].copy(), dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+
+
+def _box_span(block: Block, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entry and exit distances of the rays through the block's sample box (slab test)."""
+    lo = block.origin
+    hi = block.origin + (np.array(block.density.shape) - 1) * block.voxel_size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = 1.0 / dirs
+        t_a, t_b = (lo - origin) * inv, (hi - origin) * inv
+    t_near = np.nanmax(np.minimum(t_a, t_b), axis=1).clip(min=0.0)
+    t_far = np.nanmin(np.maximum(t_a, t_b), axis=1)
+    return t_near, t_far
+
+
+def surface_distances(block: Block, origins: np.ndarray, dirs: np.ndarray, opacity: float) -> np.ndarray:
+    """Per ray (origins and unit dirs (N, 3)), the distance at which its accumulated opacity reaches
+    `opacity`; ∞ where it never does. Marches all rays together, step by step, keeping only those
+    still inside the block and not yet stopped: no Python loop over rays."""
+    target = -np.log1p(-opacity)  # optical depth τ at which 1 − exp(−τ) = opacity
+    step = STEP * float(block.voxel_size.min())
+    t_near, t_far = _box_span(block, origins, dirs)
+    result = np.full(len(dirs), np.inf)
+    live = np.flatnonzero(t_near < t_far)
+    t, tau = t_near[live], np.zeros(len(live))
+    scale = 1.0 / block.voxel_size
+    while live.size:
+        mid = origins[live] + dirs[live] * (t + 0.5 * step)[:, None]
+        sigma = _trilinear(block, (mid - block.origin) * scale)
+        new_tau = tau + sigma * step
+        hit = new_tau >= target
+        # σ is taken as constant over the step (its midpoint value), so τ is linear within it
+        with np.errstate(divide="ignore", invalid="ignore"):
+            result[live[hit]] = t[hit] + step * (target - tau[hit]) / (new_tau[hit] - tau[hit])
+        t = t + step
+        keep = ~hit & (t < t_far[live])
+        live, t, tau = live[keep], t[keep], new_tau[keep]
+    return result
+
+
+def _depth_at(image: np.ndarray, u: np.ndarray, v: np.ndarray, jump: float) -> np.ndarray:
+    """A depth map (H, W) at continuous pixel coordinates (pixel centres at i + 0.5, inside their
+    hull): bilinear where the four pixels around agree within `jump`, else the nearest of them.
+    Interpolating across a silhouette would put an object's edge part way to the background behind
+    it, i.e. report its outermost voxel as seen through, and every camera's silhouettes would eat
+    into every object; the nearest depth keeps the object whole (another camera sees past it)."""
+    x, y = u - 0.5, v - 0.5
+    x0 = np.clip(np.floor(x).astype(np.int64), 0, image.shape[1] - 2)
+    y0 = np.clip(np.floor(y).astype(np.int64), 0, image.shape[0] - 2)
+    fx, fy = x - x0, y - y0
+    a, b = image[y0, x0], image[y0, x0 + 1]
+    c, d = image[y0 + 1, x0], image[y0 + 1, x0 + 1]
+    smooth = (a + (b - a) * fx) * (1 - fy) + (c + (d - c) * fx) * fy
+    lo = np.minimum(np.minimum(a, b), np.minimum(c, d))
+    hi = np.maximum(np.maximum(a, b), np.maximum(c, d))
+    return np.where(hi - lo <= jump, smooth, lo)
+
+
+def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity: float = 0.5) -> np.ndarray:
+    """Per sample of the block (its shape, float32, voxels): how far in front of the surface the
+    cameras saw it lies (module docstring), clamped to ±FIELD_CLAMP; > 0 outside, < 0 inside."""
+    shape = block.density.shape
+    points = (block.origin + np.indices(shape).reshape(3, -1).T * block.voxel_size).astype(np.float32)
+    voxel = float(block.voxel_size.min())
+    # the AGREE largest values so far, largest first: a voxel counts as seen through only when AGREE
+    # cameras saw through it, so one ray slipping through a pinhole of a thin trained shell does
+    # not hollow out the whole object behind it
+    top = np.full((AGREE, len(points)), -np.inf, np.float32)
+    for cam in cameras:  # a handful to a few hundred cameras, each vectorised over rays and voxels
+        origin, dirs = _rays(cam)
+        hits = surface_distances(block, np.broadcast_to(origin, dirs.shape), dirs, opacity).reshape(cam.height, cam.width)
+        # a voxel some camera already saw FIELD_CLAMP voxels in front of its surface is decided
+        todo = np.flatnonzero(top[-1] < FIELD_CLAMP)
+        rel = points[todo] - origin.astype(np.float32)
+        local = rel @ cam.matrix_world[:3, :3].astype(np.float32)
+        depth = -local[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = cam.fl_x * local[:, 0] / depth + cam.cx
+            v = -cam.fl_y * local[:, 1] / depth + cam.cy
+        inside = (depth > 0) & (u >= 0.5) & (u <= cam.width - 0.5) & (v >= 0.5) & (v <= cam.height - 0.5)
+        r = np.linalg.norm(rel[inside], axis=1)
+        # a ray that never stops counts as stopped well past every voxel: finite, so it interpolates
+        far = np.where(np.isfinite(hits), hits, r.max(initial=0.0) + 2 * FIELD_CLAMP * voxel)
+        ahead = (_depth_at(far, u[inside], v[inside], DEPTH_JUMP * voxel) - r) / voxel
+        sel = todo[inside]
+        for row in top:  # insertion into the sorted rows
+            kept = row[sel]
+            row[sel] = np.maximum(kept, ahead)
+            ahead = np.minimum(kept, ahead)
+    best = top[-1]
+    unseen = ~np.isfinite(best)
+    dense = block.density.ravel() >= level
+    best[unseen] = np.where(dense[unseen], -FIELD_CLAMP, FIELD_CLAMP)
+    return np.clip(best, -FIELD_CLAMP, FIELD_CLAMP).reshape(shape)
+
+
+def training_cameras(dataset: str | None) -> list[PinholeCamera]:
+    """The pinhole cameras of the dataset's training split (the rays the field was fitted to); [] when
+    there is no such dataset (moved, or a grid from elsewhere): the caller falls back on the density."""
+    from .dataset_cameras import DatasetCameraError, read_dataset_cameras
+
+    if not dataset:
+        return []
+    try:
+        cameras = read_dataset_cameras(dataset).cameras
+    except (DatasetCameraError, OSError):
+        return []
+    train = [c for c in cameras if c.name.startswith("train_")] or cameras
+    return [PinholeCamera(np.asarray(c.matrix_world, np.float64), c.fl_x, c.fl_y, c.cx, c.cy, *c.lens.resolution)
+            for c in train]
+
+
+HIDDEN_MARGIN = 1.0  # voxels behind every camera's surface from which space counts as inside
+SEEN_MARGIN = 2.0  # voxels in front of some camera's surface from which space counts as empty
+
+
+def carved_density(density: np.ndarray, level: float, field: np.ndarray) -> np.ndarray:
+    """The density's solid (σ ≥ level) less what some camera saw through, plus what no camera could
+    reach, as a density whose level set at `level` bounds it (≥ 0, for a fog volume).
+
+    The trained density's level set places visible surfaces better than the cameras' T = 1/2 depth
+    (the field's opacity builds up over a voxel or two from where the images put the surface, so the
+    depth of half opacity lies that much inside), so the field `field` (seen_field) only decides
+    what the density cannot: space HIDDEN_MARGIN behind every camera's surface is solid (inner walls
+    and hollows vanish into it), space SEEN_MARGIN in front of some camera's surface is empty
+    (floaters the light passed through). Both margins keep the field away from the band where the
+    density's surface lies. Union and intersection are max and min of fields scaled to one level."""
+    hidden = level * (1.0 + (-HIDDEN_MARGIN - field) / FIELD_CLAMP)
+    not_seen = level * (1.0 + (SEEN_MARGIN - field) / FIELD_CLAMP)
+    out = np.maximum(np.minimum(np.maximum(density, 0.0), not_seen), hidden).clip(min=0.0).astype(np.float32)
+    out[[0, -1], :, :] = 0.0  # the block's outer layer empty: every surface closes inside the block
+    out[:, [0, -1], :] = 0.0
+    out[:, :, [0, -1]] = 0.0
+    return out

@@ -1,24 +1,22 @@
-"""The surface the training cameras saw: where each camera ray's accumulated opacity reaches a share
-(0.5 by default), as a signed field on the voxels for a level-set extraction (no bpy).
+"""What the training cameras could see of a trained field, as a signed field on its voxels (no bpy):
+used to leave out of the surface mesh the surfaces no camera could reach (fill_hidden).
 
-Why not a fixed density level: a trained field's density rises over a voxel or two at a surface,
-and how steeply depends on the texture and the training (flat, evenly coloured faces rise slowly), so
-any one level sits a varying depth inside the surface the images show. What the images constrain is
-where a ray's light is stopped: a ray's rendered colour is mostly the colour where its transmittance
-falls through 1/2. And only what some ray reached is constrained at all: behind the first surface the
-density is whatever the training left (pruned hollows, inner walls, two voxels of dilation around
-what rays saw), which a density level set turns into inner surfaces no camera could see.
+Only what some ray reached is constrained by the images: behind the first surface the density is
+whatever the training left (pruned hollows, inner walls, two voxels of dilation around what rays
+saw), and its level set there makes inner surfaces that no camera could see, often open to the
+outside through a face no camera saw either (an object's bottom), so that filling enclosed voids
+(io/enclosed_voids.py) cannot remove them.
 
-So: every training camera casts one ray per pixel through the density (σ = max(0, trilinear), the
+Every training camera casts one ray per pixel through the density (σ = max(0, trilinear), the
 contract's field, marched in half-voxel steps like the trainer) and records the distance d_c(pixel)
-at which the accumulated opacity 1 − exp(−∫σ) first reaches the share (∞ if it never does). A voxel
-sample at distance r from camera c, at pixel p, lies (d_c(p) − r) in front of that camera's surface;
-its field value is the largest of these over the cameras whose image holds it, in voxels, clamped
-to ±FIELD_CLAMP: positive where some camera saw through it, negative where every camera that looks
-there had already been stopped (the inside of solids, and what lies behind them). The zero level set
-is then the union of what the cameras saw as empty, closed: an outer surface with no inner walls.
-Voxels no camera's image holds keep the density's own verdict (outside unless σ ≥ `level`).
-d_c is interpolated bilinearly between pixel centres, so the level set is smooth across pixels.
+at which the accumulated opacity 1 − exp(−∫σ) first reaches 1/2 (∞ if it never does): what a pixel
+shows comes mostly from around there. A voxel sample at distance r from camera c, at pixel p, lies
+(d_c(p) − r) in front of that camera's surface; its field value, in voxels, clamped to ±FIELD_CLAMP,
+is the AGREE-th largest of these over the cameras whose image holds it: positive where cameras saw
+through it, negative where every camera (but one) that looks there had already been stopped: the
+inside of solids and what lies behind them. Voxels that fewer than AGREE cameras' images hold keep the
+density's own verdict. d_c is interpolated bilinearly between pixel centres except across
+silhouettes (_depth_at), so the field is smooth where the surface is.
 """
 
 from __future__ import annotations
@@ -53,15 +51,13 @@ class Block:
 
 
 def _trilinear(block: Block, q: np.ndarray) -> np.ndarray:
-    """σ = max(0, trilinear) at block index coordinates q (N, 3); 0 outside the block."""
-    shape = np.array(block.density.shape)
-    base = np.floor(q).astype(np.int64)
-    inside = np.all((base >= 0) & (base < shape - 1), axis=1)
-    base[~inside] = 0
-    fx, fy, fz = (q - base).astype(np.float32).T
+    """σ = max(0, trilinear) at block index coordinates q (N, 3), each within [0, shape − 1]."""
+    shape = block.density.shape
+    base = np.minimum(q.astype(np.int32), np.array(shape, np.int32) - 2)  # truncation is floor for q ≥ 0
+    fx, fy, fz = (q - base).T
     flat = block.density.ravel()
     sy, sx = shape[2], shape[1] * shape[2]
-    i = base @ np.array([sx, sy, 1])
+    i = (base[:, 0] * sx + base[:, 1] * sy + base[:, 2]).astype(np.intp)
     # along z, then y, then x: 7 lerps of the 8 corners
     c00 = flat[i] + fz * (flat[i + 1] - flat[i])
     c01 = flat[i + sy] + fz * (flat[i + sy + 1] - flat[i + sy])
@@ -69,8 +65,7 @@ def _trilinear(block: Block, q: np.ndarray) -> np.ndarray:
     c11 = flat[i + sx + sy] + fz * (flat[i + sx + sy + 1] - flat[i + sx + sy])
     c0 = c00 + fy * (c01 - c00)
     c1 = c10 + fy * (c11 - c10)
-    out = c0 + fx * (c1 - c0)
-    return np.where(inside, np.maximum(out, 0.0), 0.0)
+    return np.maximum(c0 + fx * (c1 - c0), 0.0)
 
 
 def _rays(cam: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
@@ -102,19 +97,20 @@ def surface_distances(block: Block, origins: np.ndarray, dirs: np.ndarray, opaci
     t_near, t_far = _box_span(block, origins, dirs)
     result = np.full(len(dirs), np.inf)
     live = np.flatnonzero(t_near < t_far)
-    t, tau = t_near[live], np.zeros(len(live))
-    scale = 1.0 / block.voxel_size
+    # in the block's index space, float32: the ray's sample at distance t is q0 + dq · t
+    q0 = ((origins[live] - block.origin) / block.voxel_size).astype(np.float32)
+    dq = (dirs[live] / block.voxel_size).astype(np.float32)
+    t, end, tau = t_near[live].astype(np.float32), t_far[live].astype(np.float32), np.zeros(len(live), np.float32)
+    top = np.array(block.density.shape, np.float32) - 1.0
     while live.size:
-        mid = origins[live] + dirs[live] * (t + 0.5 * step)[:, None]
-        sigma = _trilinear(block, (mid - block.origin) * scale)
-        new_tau = tau + sigma * step
+        q = np.clip(q0 + dq * (t + np.float32(0.5 * step))[:, None], 0.0, top)  # inside by the box span
+        new_tau = tau + _trilinear(block, q) * np.float32(step)
         hit = new_tau >= target
         # σ is taken as constant over the step (its midpoint value), so τ is linear within it
-        with np.errstate(divide="ignore", invalid="ignore"):
-            result[live[hit]] = t[hit] + step * (target - tau[hit]) / (new_tau[hit] - tau[hit])
-        t = t + step
-        keep = ~hit & (t < t_far[live])
-        live, t, tau = live[keep], t[keep], new_tau[keep]
+        result[live[hit]] = t[hit] + step * (target - tau[hit]) / (new_tau[hit] - tau[hit])
+        t = t + np.float32(step)
+        keep = np.flatnonzero(~hit & (t < end))
+        live, q0, dq, t, end, tau = live[keep], q0[keep], dq[keep], t[keep], end[keep], new_tau[keep]
     return result
 
 
@@ -191,24 +187,23 @@ def training_cameras(dataset: str | None) -> list[PinholeCamera]:
 
 
 HIDDEN_MARGIN = 1.0  # voxels behind every camera's surface from which space counts as inside
-SEEN_MARGIN = 2.0  # voxels in front of some camera's surface from which space counts as empty
 
 
-def carved_density(density: np.ndarray, level: float, field: np.ndarray) -> np.ndarray:
-    """The density's solid (σ ≥ level) less what some camera saw through, plus what no camera could
-    reach, as a density whose level set at `level` bounds it (≥ 0, for a fog volume).
+def fill_hidden(density: np.ndarray, level: float, field: np.ndarray) -> np.ndarray:
+    """The density with the space no camera reached raised above `level`, so that its level set at
+    `level` has no surface there: inner walls, the hollows behind them and the bubbles in between
+    vanish into the solid, whether or not the hollow is closed (io/enclosed_voids.py needs it closed,
+    and a trained hollow is often open through a face no camera saw, such as an object's bottom).
 
-    The trained density's level set places visible surfaces better than the cameras' T = 1/2 depth
-    (the field's opacity builds up over a voxel or two from where the images put the surface, so the
-    depth of half opacity lies that much inside), so the field `field` (seen_field) only decides
-    what the density cannot: space HIDDEN_MARGIN behind every camera's surface is solid (inner walls
-    and hollows vanish into it), space SEEN_MARGIN in front of some camera's surface is empty
-    (floaters the light passed through). Both margins keep the field away from the band where the
-    density's surface lies. Union and intersection are max and min of fields scaled to one level."""
+    The field only adds: where the cameras saw, the density's own level set stays the surface. It
+    places visible surfaces better than the cameras' depth of half opacity would (the trained opacity
+    builds up over a voxel or two from where the images put the surface, so that depth lies inside;
+    on the demo scene about a voxel deeper), and HIDDEN_MARGIN keeps the added solid behind it.
+    Union is the max of two fields scaled to the same level; the raw values, negative ones included,
+    stay as they are (they pull the interpolated density down, contract 4)."""
     hidden = level * (1.0 + (-HIDDEN_MARGIN - field) / FIELD_CLAMP)
-    not_seen = level * (1.0 + (SEEN_MARGIN - field) / FIELD_CLAMP)
-    out = np.maximum(np.minimum(np.maximum(density, 0.0), not_seen), hidden).clip(min=0.0).astype(np.float32)
-    out[[0, -1], :, :] = 0.0  # the block's outer layer empty: every surface closes inside the block
-    out[:, [0, -1], :] = 0.0
-    out[:, :, [0, -1]] = 0.0
+    out = np.maximum(density, hidden).astype(np.float32)
+    out[[0, -1], :, :] = np.minimum(out[[0, -1], :, :], 0.0)  # the block's outer layer below the level:
+    out[:, [0, -1], :] = np.minimum(out[:, [0, -1], :], 0.0)  # every surface closes inside the block
+    out[:, :, [0, -1]] = np.minimum(out[:, :, [0, -1]], 0.0)
     return out

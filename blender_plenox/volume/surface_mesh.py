@@ -29,7 +29,7 @@ from mathutils import Matrix
 from ..compat import volume_object_matrix
 from ..io.enclosed_voids import fill_enclosed_voids
 from ..io.grid_reader import PlenoxGrid
-from ..io.ray_surface import Block, PinholeCamera, carved_density, seen_field
+from ..io.ray_surface import Block, PinholeCamera, fill_hidden, seen_field
 from ..io.vdb_arrays import build_vdb_arrays
 from ..io.vdb_file import VdbGrid, write_vdb_file
 from .vdb_writer import DENSITY_GRID
@@ -38,9 +38,9 @@ from .vdb_writer import DENSITY_GRID
 def _density_vdb(grid: PlenoxGrid, path: str, level: float, fill_voids: bool, cameras: list[PinholeCamera]) -> None:
     arrays = build_vdb_arrays(grid, view_dependent=False)
     density = arrays.density
-    if cameras:  # less what the cameras saw through, plus what they could not reach (io/ray_surface.py)
+    if cameras:  # plus what they could not reach (io/ray_surface.py)
         block = Block(arrays.density, arrays.origin + arrays.offset * arrays.voxel_size, arrays.voxel_size)
-        density = carved_density(density, level, seen_field(block, cameras, level))
+        density = fill_hidden(density, level, seen_field(block, cameras, level))
     if fill_voids:
         density = fill_enclosed_voids(density, level)[0]
     transform = arrays.index_to_world_rows()
@@ -53,8 +53,8 @@ def extract_surface(scene: Any, grid: PlenoxGrid, level: float, name: str, fill_
     """A new Mesh datablock `name`: the surface σ = `level` (per world unit) of the grid's density, in
     world coordinates, faces facing out of the dense side, smooth shaded. Possibly empty.
     fill_voids: leave out the surfaces of empty space enclosed by the field (io/enclosed_voids.py).
-    cameras (the training cameras): leave out what they saw through and the surfaces none of them
-    could reach, inner walls included (io/ray_surface.py)."""
+    cameras (the training cameras): leave out the surfaces none of them could reach, inner walls
+    included (io/ray_surface.py)."""
     fd, path = tempfile.mkstemp(prefix="plenox_surface_", suffix=".vdb")  # a fresh path: Blender caches by path
     os.close(fd)
     scene_coll = scene.collection

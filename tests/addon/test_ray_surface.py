@@ -118,7 +118,7 @@ def open_box(wall: bool) -> tuple[np.ndarray, np.ndarray]:
     inside_inner = np.all((p > inner_lo) & (p < inner_hi), axis=-1)
     shell = inside_outer & ~inside_inner
     if wall:
-        shell |= inside_inner & (np.abs(p[..., 0]) < H) & (p[..., 2] < 0.05)
+        shell |= inside_inner & (np.abs(p[..., 0]) < H) & (p[..., 2] > lo[2]) & (p[..., 2] < 0.05)
     level = density_for_opacity(0.3, H)
     return np.where(shell, 4.0 * level, 0.0).astype(np.float32), inside_inner & (p[..., 2] > lo[2] + 2 * H)
 

@@ -13,9 +13,11 @@ together stay under 0.06 voxel. The bound below is 0.25 voxel; a surface half a 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -213,3 +215,57 @@ def test_batch_import_as_mesh(empty_scene, tmp_path: Path):
     assert on_sphere(points)
     helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=False)
     assert "--import-as {volume,mesh}" in helped.stdout and "--surface-opacity" in helped.stdout
+
+
+def open_box_grid(dataset: Path) -> PlenoxGrid:
+    """A box shell two voxels thick, closed on top and on the four sides but open underneath, with a
+    wall inside it (the plane x = 0, from the open bottom halfway up): what a trained object on a base
+    can look like, its hollow open through the bottom no camera saw. Its grid names `dataset` as the
+    trainer's data, where cameras above it all round look at it."""
+    r = np.arange(RES)
+    ijk = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+    p = -1.0 + (ijk + 0.5) * H
+    lo, hi = np.array([-0.5, -0.5, -0.4]), np.array([0.5, 0.5, 0.5])
+    inner_lo, inner_hi = lo + 2 * H, hi - 2 * H
+    inner_lo[2] = -2.0
+    inside_inner = np.all((p > inner_lo) & (p < inner_hi), axis=1)
+    shell = np.all((p > lo) & (p < hi), axis=1) & ~inside_inner
+    shell |= inside_inner & (np.abs(p[:, 0]) < H) & (p[:, 2] > lo[2]) & (p[:, 2] < 0.05)
+    density = np.full(int(shell.sum()), 4.0 * density_for_opacity(0.3, H), np.float32)
+    frames = []
+    for elevation in (0.3, 0.8, 1.4):
+        for k in range(8):
+            a = 2 * np.pi * k / 8
+            eye = 3.5 * np.array([np.cos(a) * np.cos(elevation), np.sin(a) * np.cos(elevation), np.sin(elevation)])
+            forward = -eye / np.linalg.norm(eye)
+            x = np.cross(forward, [0.0, 0.0, 1.0])
+            x /= np.linalg.norm(x)
+            m = np.eye(4)
+            m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, np.cross(x, forward), -forward, eye
+            frames.append({"file_path": f"./train/r_{len(frames)}", "transform_matrix": m.tolist()})
+    dataset.mkdir()
+    meta = {"fl_x": 62.4, "fl_y": 62.4, "cx": 24.0, "cy": 24.0, "w": 48, "h": 48, "frames": frames}
+    (dataset / "transforms_train.json").write_text(json.dumps(meta))
+    return PlenoxGrid(np.array([RES] * 3), np.array([[-1.0] * 3, [1.0] * 3]), ijk[shell].astype(np.int32), density,
+                      sh_for_color(np.full((len(density), 3), 0.5), 0), 0, {"data": str(dataset)})
+
+
+def test_surfaces_no_training_camera_reaches_are_left_out(empty_scene, tmp_path):
+    write_grid(tmp_path / "box.npz", open_box_grid(tmp_path / "dataset"))
+
+    def inside(points: np.ndarray) -> np.ndarray:
+        """More than 1.5 voxels inside the box's side walls and top and above its bottom: the inner
+        wall and the shell's inner faces (the level lies within a voxel of the walls)."""
+        return np.min(np.concatenate([points - [-0.5, -0.5, -0.4], [0.5, 0.5, 0.5] - points], axis=1), axis=1) > 1.5 * H
+
+    # with the cameras: the outer faces only, and the underside that closes the hollow they cannot see
+    outer = vertex_arrays(import_grid_as_mesh(empty_scene, str(tmp_path / "box.npz"), opacity=0.3).obj.data)[0]
+    assert not inside(outer).any()
+    assert np.all(np.abs(outer[:, :2]) < 0.5 + H) and np.all(outer[:, 2] < 0.5 + H)
+    # without them (as for a grid whose dataset is gone): the inner wall and the shell's inner faces
+    both = vertex_arrays(import_grid_as_mesh(empty_scene, str(tmp_path / "box.npz"), opacity=0.3,
+                                             seen_surface=False).obj.data)[0]
+    assert inside(both).sum() > 0.3 * len(both)
+    (tmp_path / "dataset" / "transforms_train.json").unlink()
+    gone = vertex_arrays(import_grid_as_mesh(empty_scene, str(tmp_path / "box.npz"), opacity=0.3).obj.data)[0]
+    assert len(gone) == len(both)

@@ -42,13 +42,15 @@ DC_SLOPE = np.array([0.3, -0.4, 0.25])  # the DC colour's gradient per axis (R f
 SH1 = np.array([[0.3, -0.2, 0.1], [0.2, 0.4, -0.3], [-0.1, 0.2, 0.3]])  # per channel: k1, k2, k3
 
 
-def sphere_grid(sh_degree: int = 0) -> PlenoxGrid:
+def sphere_grid(sh_degree: int = 0, outside: float = 0.0) -> PlenoxGrid:
+    """outside: also keep the voxels whose formula value is down to −outside·σ_L (2h per σ_L outside
+    the onset), so that the colour is defined all along a ray that starts before the onset."""
     r = np.arange(RES)
     ijk = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
     centres = -1.0 + (ijk + 0.5) * H
     level = density_for_opacity(0.5, H)
     density = level * (1.0 + (RADIUS - np.linalg.norm(centres - CENTRE, axis=1)) / (2.0 * H))
-    keep = density > 0
+    keep = density > -outside * level
     rgb = 0.5 + (centres[keep] - CENTRE) * DC_SLOPE  # linear in space: trilinear interpolation is exact
     sh = sh_for_color(rgb, sh_degree)
     if sh_degree:
@@ -136,10 +138,29 @@ def test_reimport_replaces_the_mesh(empty_scene, tmp_path):
     assert np.abs(r - (RADIUS - depth)).max() <= DISTANCE_BOUND * H
 
 
+def rendered_depth(opacity: float) -> float:
+    """How deep below the vertex (world units, along the inward normal) the light a ray looking at
+    the sphere loses lies on average, the ray running from 2 voxels outside the vertex to 10 inside
+    (surface_colour): weights σ·exp(−∫σ) of the ramp σ = σ_L·(1 + s/(2h)), s inward from r = R,
+    integrated finely; the vertex lies where σ is the level of `opacity`."""
+    level = density_for_opacity(opacity, H)
+    sigma_half = density_for_opacity(0.5, H)
+    vertex = 2 * H * (level / sigma_half - 1.0)  # its s
+    s = np.linspace(vertex - 2 * H, vertex + 10 * H, 200_001)
+    sigma = np.maximum(sigma_half * (1.0 + s / (2 * H)), 0.0)
+    tau = np.concatenate([[0.0], np.cumsum(0.5 * (sigma[1:] + sigma[:-1]) * np.diff(s))])
+    weights = sigma * np.exp(-tau)
+    return float(np.sum(s * weights) / np.sum(weights)) - vertex
+
+
 @pytest.mark.parametrize("view_dependent", [False, True])
 def test_vertex_colours_are_the_fields(empty_scene, tmp_path, view_dependent):
-    write_grid(tmp_path / "ball.npz", sphere_grid(sh_degree=1))
-    result = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="TRAINER",
+    """Each vertex shows the colour a ray looking straight at it renders: the DC colour is linear in
+    space, so it is the colour at the light's mean depth below the vertex, plus the view-dependent
+    part (constant) seen along −normal."""
+    write_grid(tmp_path / "ball.npz", sphere_grid(sh_degree=1, outside=1.0))
+    # at a low opacity the vertices lie 1.7 voxels outside r = R, where the ray's light is not lost yet
+    result = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.1, color_space="TRAINER",
                                  view_dependent=view_dependent)
     mesh = result.obj.data
     assert result.view_dependent == view_dependent
@@ -149,22 +170,26 @@ def test_vertex_colours_are_the_fields(empty_scene, tmp_path, view_dependent):
     rgba = np.empty(len(points) * 4, np.float32)
     attr.data.foreach_get("color", rgba)
     rgba = rgba.reshape(-1, 4)
-    # baked looking straight at the surface: the camera ray's direction is −normal
-    expect = expected_colour(points, -normals if view_dependent else None)
-    np.testing.assert_allclose(rgba[:, :3], expect, atol=2e-5)
+    # baked looking straight at the surface: the camera ray's direction is −normal; 0.01 is the DC
+    # colour's change over 0.4 voxel of depth
+    depth = rendered_depth(0.1)
+    expect = expected_colour(points - depth * normals, -normals if view_dependent else None)
+    np.testing.assert_allclose(rgba[:, :3], expect, atol=0.01)
+    at_vertex = expected_colour(points, -normals if view_dependent else None)
+    assert depth > H and np.abs(at_vertex - expect).max() > 0.03  # not the colour at the vertex
     np.testing.assert_allclose(rgba[:, 3], 1.0, atol=0)
     if view_dependent:  # the view-dependent part matters here (it is not the DC colour)
         assert np.abs(expect - expected_colour(points, None)).max() > 0.1
     # scene-linear colours: sRGB decoded after the clamp
-    linear = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="LINEAR",
+    linear = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.1, color_space="LINEAR",
                                  view_dependent=view_dependent).obj.data
     linear.color_attributes[COLOR_ATTRIBUTE].data.foreach_get("color", rgba.ravel())
-    np.testing.assert_allclose(rgba[:, :3], srgb_to_linear(expect), atol=2e-5)
+    np.testing.assert_allclose(rgba[:, :3], srgb_to_linear(expect), atol=0.01)
 
 
 def test_cycles_shows_the_colour_attribute(empty_scene, tmp_path):
     # a uniform colour: every pixel on the sphere shows it, unlit (emission), off it the black world
-    grid = sphere_grid()
+    grid = sphere_grid(outside=1.0)
     grid.sh[:, :, 0] = (np.array([0.8, 0.3, 0.1]) - 0.5) / SH_C0
     write_grid(tmp_path / "ball.npz", grid)
     import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="TRAINER")

@@ -238,7 +238,7 @@ def main() -> None:
               f"{len(originals)} original objects, {len(tris):,} triangles", flush=True)
         for opacity in args.opacity:
             result = import_grid_as_mesh(scene, grid_path, opacity=opacity, view_dependent=not args.view_independent,
-                                         seen_surface=not args.keep_hidden)
+                                         remove_hidden=not args.keep_hidden)
             points, _ = vertex_arrays(result.obj.data)
             to_scene = nearest_distances(scene_tree, points) / voxel
             mverts, mtris = world_triangles([result.obj])

@@ -289,7 +289,7 @@ def test_surfaces_no_training_camera_reaches_are_left_out(empty_scene, tmp_path)
     assert np.all(np.abs(outer[:, :2]) < 0.5 + H) and np.all(outer[:, 2] < 0.5 + H)
     # without them (as for a grid whose dataset is gone): the inner wall and the shell's inner faces
     both = vertex_arrays(import_grid_as_mesh(empty_scene, str(tmp_path / "box.npz"), opacity=0.3,
-                                             seen_surface=False).obj.data)[0]
+                                             remove_hidden=False).obj.data)[0]
     assert inside(both).sum() > 0.3 * len(both)
     (tmp_path / "dataset" / "transforms_train.json").unlink()
     gone = vertex_arrays(import_grid_as_mesh(empty_scene, str(tmp_path / "box.npz"), opacity=0.3).obj.data)[0]

@@ -27,6 +27,7 @@ import numpy as np
 
 FIELD_CLAMP = 4.0  # voxels: wide enough that the interpolation between samples around 0 is unclipped
 STEP = 0.5  # voxels per marching step (the trainer's default step size)
+MAX_CAMERAS = 64  # evenly picked from the training cameras: enough to see all round
 AGREE = 2  # cameras that must see through a voxel for it to count as seen through
 DEPTH_JUMP = 2.0  # voxels: neighbouring pixels' depths further apart than this straddle a silhouette
 
@@ -132,6 +133,16 @@ def _depth_at(image: np.ndarray, u: np.ndarray, v: np.ndarray, jump: float) -> n
     return np.where(hi - lo <= jump, smooth, lo)
 
 
+def _at_most(cam: PinholeCamera, side: int) -> PinholeCamera:
+    """The camera with its image scaled down to at most `side` pixels across (the same view)."""
+    scale = side / max(cam.width, cam.height)
+    if scale >= 1.0:
+        return cam
+    w, h = max(1, round(cam.width * scale)), max(1, round(cam.height * scale))
+    sx, sy = w / cam.width, h / cam.height
+    return PinholeCamera(cam.matrix_world, cam.fl_x * sx, cam.fl_y * sy, cam.cx * sx, cam.cy * sy, w, h)
+
+
 def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity: float = 0.5) -> np.ndarray:
     """Per sample of the block (its shape, float32, voxels): how far in front of the surface the
     cameras saw it lies (module docstring), clamped to ±FIELD_CLAMP; > 0 outside, < 0 inside."""
@@ -142,7 +153,11 @@ def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity
     # cameras saw through it, so one ray slipping through a pinhole of a thin trained shell does
     # not hollow out the whole object behind it
     top = np.full((AGREE, len(points)), -np.inf, np.float32)
-    for cam in cameras:  # a handful to a few hundred cameras, each vectorised over rays and voxels
+    # bounded work: every few cameras up to MAX_CAMERAS, at most a pixel per voxel of the block's
+    # longest side (finer pixels see no more of a field this coarse)
+    side = max(shape)
+    cameras = [_at_most(c, side) for c in cameras[:: -(-len(cameras) // MAX_CAMERAS) or 1]]
+    for cam in cameras:  # each vectorised over rays and voxels
         origin, dirs = _rays(cam)
         hits = surface_distances(block, np.broadcast_to(origin, dirs.shape), dirs, opacity).reshape(cam.height, cam.width)
         # a voxel some camera already saw FIELD_CLAMP voxels in front of its surface is decided

@@ -148,3 +148,17 @@ def test_voxels_no_camera_holds_keep_the_density(cameras: object) -> None:
     cams = [] if cameras == [] else [look_at(np.array([0.0, 0.0, 50.0]), np.array([0.0, 30.0, 50.0]))]  # looks away
     field = seen_field(sphere, cams, level)
     assert np.array_equal(field < 0, sphere.density >= level)
+
+
+def test_large_images_are_scaled_to_the_grid() -> None:
+    from blender_plenox.io.ray_surface import _at_most
+
+    cam = PinholeCamera(np.eye(4), 500.0, 500.0, 200.0, 150.0, 400, 300)
+    small = _at_most(cam, 100)
+    assert (small.width, small.height) == (100, 75)
+    # the same view: a point projects to the same place relative to the image
+    x, y, z = 0.3, -0.2, -2.0
+    for c in (cam, small):
+        u, v = c.fl_x * x / -z + c.cx, -c.fl_y * y / -z + c.cy
+        np.testing.assert_allclose([u / c.width, v / c.height], [(500 * 0.15 + 200) / 400, (500 * 0.1 + 150) / 300])
+    assert _at_most(cam, 1000) is cam

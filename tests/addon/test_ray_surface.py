@@ -44,7 +44,8 @@ def sphere_block() -> Block:
     return block(np.maximum(level * (1.0 + (RADIUS - r) / (2.0 * H)), 0.0))
 
 
-def look_at(eye: np.ndarray, target: np.ndarray = np.zeros(3), size: int = 48) -> PinholeCamera:
+def look_at(eye: np.ndarray, target: np.ndarray | None = None, size: int = 48) -> PinholeCamera:
+    target = np.zeros(3) if target is None else target
     forward = (target - eye) / np.linalg.norm(target - eye)
     up = np.array([0.0, 0.0, 1.0]) if abs(forward[2]) < 0.9 else np.array([0.0, 1.0, 0.0])
     x = np.cross(forward, up)

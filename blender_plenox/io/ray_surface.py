@@ -28,6 +28,7 @@ import numpy as np
 FIELD_CLAMP = 4.0  # voxels: wide enough that the interpolation between samples around 0 is unclipped
 STEP = 0.5  # voxels per marching step (the trainer's default step size)
 MAX_CAMERAS = 64  # evenly picked from the training cameras: enough to see all round
+MAX_RAYS = 1_000_000  # in all (the demo: 53 cameras of 100 × 100 pixels, 530 k)
 AGREE = 2  # cameras that must see through a voxel for it to count as seen through
 DEPTH_JUMP = 2.0  # voxels: neighbouring pixels' depths further apart than this straddle a silhouette
 
@@ -154,9 +155,10 @@ def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity
     # not hollow out the whole object behind it
     top = np.full((AGREE, len(points)), -np.inf, np.float32)
     # bounded work: every few cameras up to MAX_CAMERAS, at most a pixel per voxel of the block's
-    # longest side (finer pixels see no more of a field this coarse)
-    side = max(shape)
-    cameras = [_at_most(c, side) for c in cameras[:: -(-len(cameras) // MAX_CAMERAS) or 1]]
+    # longest side (finer pixels see no more of a field this coarse) and MAX_RAYS rays in all
+    cameras = cameras[:: -(-len(cameras) // MAX_CAMERAS) or 1]
+    side = min(max(shape), int(np.sqrt(MAX_RAYS / max(len(cameras), 1))))
+    cameras = [_at_most(c, side) for c in cameras]
     for cam in cameras:  # each vectorised over rays and voxels
         origin, dirs = _rays(cam)
         hits = surface_distances(block, np.broadcast_to(origin, dirs.shape), dirs, opacity).reshape(cam.height, cam.width)

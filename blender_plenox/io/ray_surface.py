@@ -52,7 +52,7 @@ class Block:
     voxel_size: np.ndarray  # float64 (3,)
 
 
-def _trilinear(block: Block, q: np.ndarray) -> np.ndarray:
+def trilinear_density(block: Block, q: np.ndarray) -> np.ndarray:
     """σ = max(0, trilinear) at block index coordinates q (N, 3), each within [0, shape − 1]."""
     shape = block.density.shape
     base = np.minimum(q.astype(np.int32), np.array(shape, np.int32) - 2)  # truncation is floor for q ≥ 0
@@ -106,7 +106,7 @@ def surface_distances(block: Block, origins: np.ndarray, dirs: np.ndarray, opaci
     top = np.array(block.density.shape, np.float32) - 1.0
     while live.size:
         q = np.clip(q0 + dq * (t + np.float32(0.5 * step))[:, None], 0.0, top)  # inside by the box span
-        new_tau = tau + _trilinear(block, q) * np.float32(step)
+        new_tau = tau + trilinear_density(block, q) * np.float32(step)
         hit = new_tau >= target
         # σ is taken as constant over the step (its midpoint value), so τ is linear within it
         result[live[hit]] = t[hit] + step * (target - tau[hit]) / (new_tau[hit] - tau[hit])

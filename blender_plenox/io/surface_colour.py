@@ -25,7 +25,7 @@ import numpy as np
 
 from .field_sampling import SparseField
 from .grid_reader import PlenoxGrid
-from .ray_surface import Block, _trilinear
+from .ray_surface import Block, trilinear_density
 
 REACH_OUT = 2.0  # voxels in front of the vertex where the ray starts (the level lies in the ramp)
 REACH_IN = 10.0  # voxels behind it where it stops
@@ -48,7 +48,7 @@ def _density(block: Block, points: np.ndarray) -> np.ndarray:
     """σ = max(0, trilinear) at world points, from the dense block (SparseField's sparse lookups cost
     ten times more, and every ray sample needs one)."""
     q = ((points - block.origin) / block.voxel_size).astype(np.float32)
-    return _trilinear(block, np.clip(q, 0.0, np.array(block.density.shape, np.float32) - 1.0)).astype(np.float64)
+    return trilinear_density(block, np.clip(q, 0.0, np.array(block.density.shape, np.float32) - 1.0)).astype(np.float64)
 
 
 def rendered_colour(field: SparseField, points: np.ndarray, normals: np.ndarray, voxel: float,

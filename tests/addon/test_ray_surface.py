@@ -13,10 +13,10 @@ from blender_plenox.io.ray_surface import (
     FIELD_CLAMP,
     Block,
     PinholeCamera,
-    _trilinear,
     fill_hidden,
     seen_field,
     surface_distances,
+    trilinear_density,
 )
 
 RES = 32
@@ -91,8 +91,8 @@ def test_seen_field_crosses_zero_at_the_half_opacity_sphere() -> None:
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     radii = np.linspace(RADIUS - 3 * H, RADIUS + 3 * H, 241)
     points = CENTRE + dirs[:, None, :] * radii[None, :, None]
-    shifted = Block(field + 2 * FIELD_CLAMP, sphere.origin, sphere.voxel_size)  # _trilinear clamps at 0
-    values = _trilinear(shifted, ((points.reshape(-1, 3) - sphere.origin) / H).astype(np.float32)).reshape(len(dirs), -1) - 2 * FIELD_CLAMP
+    shifted = Block(field + 2 * FIELD_CLAMP, sphere.origin, sphere.voxel_size)  # trilinear_density clamps at 0
+    values = trilinear_density(shifted, ((points.reshape(-1, 3) - sphere.origin) / H).astype(np.float32)).reshape(len(dirs), -1) - 2 * FIELD_CLAMP
     assert np.all(values[:, 0] < 0) and np.all(values[:, -1] > 0)
     crossing = (radii[np.argmax(values > 0, axis=1)] - RADIUS) / H
     assert crossing.min() > -0.25 and crossing.max() < 1.0 and abs(np.median(crossing)) < 0.5

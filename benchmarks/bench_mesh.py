@@ -2,7 +2,7 @@
 long the import takes, and how a Cycles render of the mesh compares with the ground truth.
 
     .venv-blender/bin/python benchmarks/bench_mesh.py --blend SCENE.blend --grid RUN/grid.npz \
-        [--data DATASET] [--views 3] [--opacity 0.5 0.3 0.7] [--view-independent] [--volume] [--smoke]
+        [--data DATASET] [--views 3] [--opacity 0.5 0.3 0.7] [--view-independent] [--keep-hidden] [--volume] [--smoke]
 
 SCENE.blend holds the original objects (e.g. `python -m blender_plenox.demo_scene build`; scripts/demo.sh
 trains on it). Every mesh object there counts as the original surface. Per opacity it prints the
@@ -10,7 +10,9 @@ import time, the mesh's size and, in voxels of the grid:
 - mesh → scene: the distance from each mesh vertex to the nearest original surface (Blender's
   BVHTree over the objects' evaluated triangles in world space): mean, median, 90th percentile;
 - scene → mesh: the distance from points sampled uniformly over the original surfaces (by area) to
-  the mesh: mean; this counts surfaces no camera saw (a base's underside), so it is an upper bound.
+  the mesh: mean; this counts surfaces no camera saw (a base's underside), so it is an upper bound;
+  and the same over the samples not buried in the objects' union (not inside another object nor on
+  a face two objects share, such as a box's bottom on its base), which a closed mesh cannot have.
 With --data: the same mesh → scene figures over the vertices some camera of the dataset sees (in its image, not
 behind the mesh itself), which leaves out a trained shell's inner walls that no camera sees; and the
 PSNR of Cycles renders of the mesh (emission of its colours, Standard view transform, white world as
@@ -87,6 +89,24 @@ def sample_surface(verts: np.ndarray, tris: np.ndarray, n: int, seed: int = 0) -
     flip = u + v > 1.0
     u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
     return a[pick] + u[:, None] * (b[pick] - a[pick]) + v[:, None] * (c[pick] - a[pick])
+
+
+def buried(points: np.ndarray, objects: list[Any], voxel: float) -> np.ndarray:
+    """Which points (sampled over the objects' surfaces) lie inside another object or on a face two
+    objects share (a box's bottom on the base it stands on): surfaces of the objects' union's inside,
+    which no camera sees and a closed mesh of the union must not have. Inside: on the far side of the
+    nearest face (right for convex objects, as the demo's are); on: within a hundredth of a voxel."""
+    trees = [bvh(*world_triangles([o])) for o in objects]
+    on = np.zeros(len(points), np.int64)
+    inside = np.zeros(len(points), bool)
+    for tree in trees:
+        for i, p in enumerate(points.tolist()):
+            loc, normal, _, dist = tree.find_nearest(p)
+            if dist < 0.01 * voxel:
+                on[i] += 1
+            elif np.dot(np.subtract(p, loc), normal) < 0.0:
+                inside[i] = True
+    return inside | (on >= 2)
 
 
 def seen_by_cameras(points: np.ndarray, tree: BVHTree, data: str, voxel: float) -> np.ndarray:
@@ -192,6 +212,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
     p.add_argument("--opacity", type=float, nargs="+", default=[0.5])
     p.add_argument("--view-independent", action="store_true", help="DC colours instead of SH at −normal")
+    p.add_argument("--keep-hidden", action="store_true",
+                   help="keep the surfaces no training camera reaches (the import's Remove Hidden Surfaces off)")
     p.add_argument("--volume", action="store_true", help="also render the imported Volume (with --data)")
     p.add_argument("--smoke", action="store_true", help="a sphere and a synthetic grid, to check that the script runs")
     args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:])
@@ -210,11 +232,13 @@ def main() -> None:
         scene_points = sample_surface(verts, tris, 2_000 if args.smoke else SCENE_SAMPLES)
         grid = read_grid(grid_path)
         voxel = float(min(grid.voxel_size))
+        inner = buried(scene_points, originals, voxel)
         res = "x".join(str(int(v)) for v in grid.resolution)
         print(f"grid {res}, {grid.num_voxels:,} voxels, SH degree {grid.sh_degree}, voxel {voxel:.4g}; "
               f"{len(originals)} original objects, {len(tris):,} triangles", flush=True)
         for opacity in args.opacity:
-            result = import_grid_as_mesh(scene, grid_path, opacity=opacity, view_dependent=not args.view_independent)
+            result = import_grid_as_mesh(scene, grid_path, opacity=opacity, view_dependent=not args.view_independent,
+                                         remove_hidden=not args.keep_hidden)
             points, _ = vertex_arrays(result.obj.data)
             to_scene = nearest_distances(scene_tree, points) / voxel
             mverts, mtris = world_triangles([result.obj])
@@ -223,6 +247,8 @@ def main() -> None:
                   f"{result.faces:,} faces, import {result.seconds:.2f} s; mesh->scene mean "
                   f"{to_scene.mean():.3f} median {np.median(to_scene):.3f} p90 {np.percentile(to_scene, 90):.3f} "
                   f"voxels; scene->mesh mean {to_mesh.mean():.3f} voxels", flush=True)
+            print(f"  scene->mesh over the {1 - inner.mean():.0%} of the original surfaces not inside another "
+                  f"object nor shared with one: mean {to_mesh[~inner].mean():.3f} voxels", flush=True)
             if args.data:
                 seen = seen_by_cameras(points, bvh(mverts, mtris), args.data, voxel)
                 print(f"  seen by the dataset's cameras: {seen.mean():.0%} of the vertices, mesh->scene mean "

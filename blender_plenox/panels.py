@@ -166,6 +166,7 @@ class VIEW3D_PT_plenox_import(PlenoxPanel):
         mesh = s.import_as == "MESH"
         if mesh:
             layout.prop(s, "surface_opacity")
+            layout.prop(s, "remove_hidden")
         else:
             layout.prop(s, "sharp_eevee")
             layout.prop(s, "background_world")

@@ -205,6 +205,12 @@ class PlenoxImportSettings(bpy.types.PropertyGroup):
         max=0.999,
         subtype="FACTOR",
     )
+    remove_hidden: BoolProperty(  # type: ignore[valid-type]
+        name="Remove Hidden Surfaces",
+        description="Mesh: fill the space no training camera could see (the inside of solids), so that "
+        "inner walls and hollows leave no surface; needs the grid's dataset (its cameras) where it was trained",
+        default=True,
+    )
     grid_path: StringProperty(  # type: ignore[valid-type]
         name="Grid File",
         description="A trained grid (.npz); empty: the last trained grid",

@@ -26,12 +26,15 @@ def import_mesh_with_settings(context: Any, grid_path: str) -> MeshImportResult:
         opacity=s.surface_opacity,
         color_space=s.color_space,
         view_dependent=not s.view_independent_only,
+        remove_hidden=s.remove_hidden,
     )
 
 
 def describe(result: MeshImportResult, opacity: float) -> str:
     msg = (f"Imported a surface of {result.vertices:,} vertices, {result.faces:,} faces at density "
            f"{result.level:.4g} (opacity {opacity:g} per voxel) in {result.seconds:.2f} s")
+    if result.cameras:
+        msg += f", hidden surfaces removed with {result.cameras} training cameras"
     if result.view_dependent:
         return msg + f"; colour seen looking at the surface (SH degree {result.sh_degree})"
     if result.sh_degree > 0:

@@ -2,11 +2,13 @@
 
 The surface is where the density reaches the level of a user-set opacity per voxel (σ such that one
 voxel's thickness stops that share of the light, io/field_sampling.density_for_opacity), extracted
-by Blender's Volume to Mesh (surface_mesh.py). Each vertex gets the field's colour there, computed
-with numpy (io/field_sampling.py): the view-independent colour, or, for a grid with spherical
-harmonics, the colour seen looking straight at the surface (view direction −normal). It is stored
-as a float colour attribute, in scene-linear or the trainer's values like the volume import, and an
-emission material shows it as it is: the trained colours already hold the scene's lighting.
+by Blender's Volume to Mesh (surface_mesh.py), less the surfaces none of the training cameras could
+see (inner walls and the hollows behind them: io/ray_surface.py, with the cameras of the dataset the
+grid's metadata names, when it is still there). Each vertex gets the colour a ray looking straight
+at it (along −normal) renders of the field, onto the trainer's background (io/surface_colour.py,
+numpy): for a grid with spherical harmonics, seen from that direction, else view-independent. It is
+stored as a float colour attribute, in scene-linear or the trainer's values like the volume import,
+and an emission material shows it as it is: the trained colours already hold the scene's lighting.
 The object has the identity matrix: its vertices are in world coordinates, where the volume is.
 """
 
@@ -23,6 +25,8 @@ import numpy as np
 from ..compat import node_tree_of
 from ..io.field_sampling import SparseField, density_for_opacity
 from ..io.grid_reader import read_grid
+from ..io.ray_surface import training_cameras
+from ..io.surface_colour import rendered_colour, training_background
 from ..io.vdb_arrays import ColorSpace, srgb_to_linear
 from .surface_mesh import extract_surface
 from .volume_object import reconstruction_collection
@@ -42,6 +46,7 @@ class MeshImportResult:
     seconds: float
     sh_degree: int  # the grid file's
     view_dependent: bool  # colours baked from the SH at −normal (else view-independent)
+    cameras: int = 0  # training cameras whose unseen space was filled (0: none, or none found)
 
 
 def mesh_object_name(object_name: str) -> str:
@@ -112,17 +117,21 @@ def import_grid_as_mesh(
     color_space: ColorSpace = "LINEAR",
     view_dependent: bool = True,
     fill_voids: bool = True,
+    remove_hidden: bool = True,
 ) -> MeshImportResult:
     """Reads a contract-4 grid and shows its surface at `opacity` per voxel as the mesh object
     `<object_name> Mesh` (made, or its data replaced). view_dependent: bake the SH colour seen along
-    −normal (grids of degree > 0); else the view-independent colour. Raises GridFileError for a bad
+    −normal (grids of degree > 0); else the view-independent colour. remove_hidden: fill what none of
+    the training cameras (the grid's dataset, if it is still there) could see, so that no inner
+    surface is left (io/ray_surface.py). Raises GridFileError for a bad
     file and RuntimeError when the field has no surface at that level, before the scene changes."""
     start = time.perf_counter()
     grid_path = os.path.abspath(bpy.path.abspath(grid_path))
     grid = read_grid(grid_path)
     level = density_for_opacity(opacity, float(min(grid.voxel_size)))
     name = mesh_object_name(object_name)
-    mesh = extract_surface(scene, grid, level, name, fill_voids)
+    cameras = training_cameras(grid.metadata.get("data")) if remove_hidden else []
+    mesh = extract_surface(scene, grid, level, name, fill_voids, cameras)
     if len(mesh.vertices) == 0:
         bpy.data.meshes.remove(mesh)
         peak = float(grid.density.max()) if grid.num_voxels else 0.0
@@ -131,11 +140,12 @@ def import_grid_as_mesh(
                            f"the grid's highest is {peak:.4g}): {hint}")
     positions, normals = vertex_arrays(mesh)
     bake = view_dependent and grid.sh_degree > 0
-    rgb = SparseField(grid).colour(positions, -normals if bake else None)
+    rgb = rendered_colour(SparseField(grid), positions, normals, float(min(grid.voxel_size)), bake,
+                          training_background(grid.metadata))
     if color_space == "LINEAR":
         rgb = srgb_to_linear(rgb)
     _set_colours(mesh, rgb)
     mesh.materials.append(build_material())
     obj = _place(scene, name, mesh, grid_path)
     return MeshImportResult(obj, len(mesh.vertices), len(mesh.polygons), level,
-                            time.perf_counter() - start, int(grid.sh_degree), bake)
+                            time.perf_counter() - start, int(grid.sh_degree), bake, len(cameras))

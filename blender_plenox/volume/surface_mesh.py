@@ -29,29 +29,38 @@ from mathutils import Matrix
 from ..compat import volume_object_matrix
 from ..io.enclosed_voids import fill_enclosed_voids
 from ..io.grid_reader import PlenoxGrid
+from ..io.ray_surface import Block, PinholeCamera, fill_hidden, seen_field
 from ..io.vdb_arrays import build_vdb_arrays
 from ..io.vdb_file import VdbGrid, write_vdb_file
 from .vdb_writer import DENSITY_GRID
 
 
-def _density_vdb(grid: PlenoxGrid, path: str, level: float, fill_voids: bool) -> None:
+def _density_vdb(grid: PlenoxGrid, path: str, level: float, fill_voids: bool, cameras: list[PinholeCamera]) -> None:
     arrays = build_vdb_arrays(grid, view_dependent=False)
-    density = fill_enclosed_voids(arrays.density, level)[0] if fill_voids else arrays.density
+    density = arrays.density
+    if cameras:  # plus what they could not reach (io/ray_surface.py)
+        block = Block(arrays.density, arrays.origin + arrays.offset * arrays.voxel_size, arrays.voxel_size)
+        density = fill_hidden(density, level, seen_field(block, cameras, level))
+    if fill_voids:
+        density = fill_enclosed_voids(density, level)[0]
     transform = arrays.index_to_world_rows()
     active = density != 0.0
     write_vdb_file(path, [VdbGrid(DENSITY_GRID, density, arrays.offset, transform, 0.0, "fog volume", active)])
 
 
-def extract_surface(scene: Any, grid: PlenoxGrid, level: float, name: str, fill_voids: bool = True) -> Any:
+def extract_surface(scene: Any, grid: PlenoxGrid, level: float, name: str, fill_voids: bool = True,
+                    cameras: list[PinholeCamera] | None = None) -> Any:
     """A new Mesh datablock `name`: the surface σ = `level` (per world unit) of the grid's density, in
     world coordinates, faces facing out of the dense side, smooth shaded. Possibly empty.
-    fill_voids: leave out the surfaces of empty space enclosed by the field (io/enclosed_voids.py)."""
+    fill_voids: leave out the surfaces of empty space enclosed by the field (io/enclosed_voids.py).
+    cameras (the training cameras): leave out the surfaces none of them could reach, inner walls
+    included (io/ray_surface.py)."""
     fd, path = tempfile.mkstemp(prefix="plenox_surface_", suffix=".vdb")  # a fresh path: Blender caches by path
     os.close(fd)
     scene_coll = scene.collection
     vol = vol_obj = carrier = None
     try:
-        _density_vdb(grid, path, level, fill_voids)
+        _density_vdb(grid, path, level, fill_voids, cameras or [])
         vol = bpy.data.volumes.new(f"{name} (surface source)")
         vol.filepath = path
         vol.grids.load()

@@ -13,6 +13,7 @@ together stay under 0.06 voxel. The bound below is 0.25 voxel; a surface half a 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -40,13 +41,15 @@ DC_SLOPE = np.array([0.3, -0.4, 0.25])  # the DC colour's gradient per axis (R f
 SH1 = np.array([[0.3, -0.2, 0.1], [0.2, 0.4, -0.3], [-0.1, 0.2, 0.3]])  # per channel: k1, k2, k3
 
 
-def sphere_grid(sh_degree: int = 0) -> PlenoxGrid:
+def sphere_grid(sh_degree: int = 0, outside: float = 0.0) -> PlenoxGrid:
+    """outside: also keep the voxels whose formula value is down to −outside·σ_L (2h per σ_L outside
+    the onset), so that the colour is defined all along a ray that starts before the onset."""
     r = np.arange(RES)
     ijk = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
     centres = -1.0 + (ijk + 0.5) * H
     level = density_for_opacity(0.5, H)
     density = level * (1.0 + (RADIUS - np.linalg.norm(centres - CENTRE, axis=1)) / (2.0 * H))
-    keep = density > 0
+    keep = density > -outside * level
     rgb = 0.5 + (centres[keep] - CENTRE) * DC_SLOPE  # linear in space: trilinear interpolation is exact
     sh = sh_for_color(rgb, sh_degree)
     if sh_degree:
@@ -134,10 +137,29 @@ def test_reimport_replaces_the_mesh(empty_scene, tmp_path):
     assert np.abs(r - (RADIUS - depth)).max() <= DISTANCE_BOUND * H
 
 
+def rendered_depth(opacity: float) -> float:
+    """How deep below the vertex (world units, along the inward normal) the light a ray looking at
+    the sphere loses lies on average, the ray running from 2 voxels outside the vertex to 10 inside
+    (surface_colour): weights σ·exp(−∫σ) of the ramp σ = σ_L·(1 + s/(2h)), s inward from r = R,
+    integrated finely; the vertex lies where σ is the level of `opacity`."""
+    level = density_for_opacity(opacity, H)
+    sigma_half = density_for_opacity(0.5, H)
+    vertex = 2 * H * (level / sigma_half - 1.0)  # its s
+    s = np.linspace(vertex - 2 * H, vertex + 10 * H, 200_001)
+    sigma = np.maximum(sigma_half * (1.0 + s / (2 * H)), 0.0)
+    tau = np.concatenate([[0.0], np.cumsum(0.5 * (sigma[1:] + sigma[:-1]) * np.diff(s))])
+    weights = sigma * np.exp(-tau)
+    return float(np.sum(s * weights) / np.sum(weights)) - vertex
+
+
 @pytest.mark.parametrize("view_dependent", [False, True])
 def test_vertex_colours_are_the_fields(empty_scene, tmp_path, view_dependent):
-    write_grid(tmp_path / "ball.npz", sphere_grid(sh_degree=1))
-    result = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="TRAINER",
+    """Each vertex shows the colour a ray looking straight at it renders: the DC colour is linear in
+    space, so it is the colour at the light's mean depth below the vertex, plus the view-dependent
+    part (constant) seen along −normal."""
+    write_grid(tmp_path / "ball.npz", sphere_grid(sh_degree=1, outside=1.0))
+    # at a low opacity the vertices lie 1.7 voxels outside r = R, where the ray's light is not lost yet
+    result = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.1, color_space="TRAINER",
                                  view_dependent=view_dependent)
     mesh = result.obj.data
     assert result.view_dependent == view_dependent
@@ -147,22 +169,26 @@ def test_vertex_colours_are_the_fields(empty_scene, tmp_path, view_dependent):
     rgba = np.empty(len(points) * 4, np.float32)
     attr.data.foreach_get("color", rgba)
     rgba = rgba.reshape(-1, 4)
-    # baked looking straight at the surface: the camera ray's direction is −normal
-    expect = expected_colour(points, -normals if view_dependent else None)
-    np.testing.assert_allclose(rgba[:, :3], expect, atol=2e-5)
+    # baked looking straight at the surface: the camera ray's direction is −normal; 0.01 is the DC
+    # colour's change over 0.4 voxel of depth
+    depth = rendered_depth(0.1)
+    expect = expected_colour(points - depth * normals, -normals if view_dependent else None)
+    np.testing.assert_allclose(rgba[:, :3], expect, atol=0.01)
+    at_vertex = expected_colour(points, -normals if view_dependent else None)
+    assert depth > H and np.abs(at_vertex - expect).max() > 0.03  # not the colour at the vertex
     np.testing.assert_allclose(rgba[:, 3], 1.0, atol=0)
     if view_dependent:  # the view-dependent part matters here (it is not the DC colour)
         assert np.abs(expect - expected_colour(points, None)).max() > 0.1
     # scene-linear colours: sRGB decoded after the clamp
-    linear = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="LINEAR",
+    linear = import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.1, color_space="LINEAR",
                                  view_dependent=view_dependent).obj.data
     linear.color_attributes[COLOR_ATTRIBUTE].data.foreach_get("color", rgba.ravel())
-    np.testing.assert_allclose(rgba[:, :3], srgb_to_linear(expect), atol=2e-5)
+    np.testing.assert_allclose(rgba[:, :3], srgb_to_linear(expect), atol=0.01)
 
 
 def test_cycles_shows_the_colour_attribute(empty_scene, tmp_path):
     # a uniform colour: every pixel on the sphere shows it, unlit (emission), off it the black world
-    grid = sphere_grid()
+    grid = sphere_grid(outside=1.0)
     grid.sh[:, :, 0] = (np.array([0.8, 0.3, 0.1]) - 0.5) / SH_C0
     write_grid(tmp_path / "ball.npz", grid)
     import_grid_as_mesh(empty_scene, str(tmp_path / "ball.npz"), opacity=0.5, color_space="TRAINER")
@@ -213,3 +239,57 @@ def test_batch_import_as_mesh(empty_scene, tmp_path: Path):
     assert on_sphere(points)
     helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=False)
     assert "--import-as {volume,mesh}" in helped.stdout and "--surface-opacity" in helped.stdout
+
+
+def open_box_grid(dataset: Path) -> PlenoxGrid:
+    """A box shell two voxels thick, closed on top and on the four sides but open underneath, with a
+    wall inside it (the plane x = 0, from the open bottom halfway up): what a trained object on a base
+    can look like, its hollow open through the bottom no camera saw. Its grid names `dataset` as the
+    trainer's data, where cameras above it all round look at it."""
+    r = np.arange(RES)
+    ijk = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+    p = -1.0 + (ijk + 0.5) * H
+    lo, hi = np.array([-0.5, -0.5, -0.4]), np.array([0.5, 0.5, 0.5])
+    inner_lo, inner_hi = lo + 2 * H, hi - 2 * H
+    inner_lo[2] = -2.0
+    inside_inner = np.all((p > inner_lo) & (p < inner_hi), axis=1)
+    shell = np.all((p > lo) & (p < hi), axis=1) & ~inside_inner
+    shell |= inside_inner & (np.abs(p[:, 0]) < H) & (p[:, 2] > lo[2]) & (p[:, 2] < 0.05)
+    density = np.full(int(shell.sum()), 4.0 * density_for_opacity(0.3, H), np.float32)
+    frames = []
+    for elevation in (0.3, 0.8, 1.4):
+        for k in range(8):
+            a = 2 * np.pi * k / 8
+            eye = 3.5 * np.array([np.cos(a) * np.cos(elevation), np.sin(a) * np.cos(elevation), np.sin(elevation)])
+            forward = -eye / np.linalg.norm(eye)
+            x = np.cross(forward, [0.0, 0.0, 1.0])
+            x /= np.linalg.norm(x)
+            m = np.eye(4)
+            m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, np.cross(x, forward), -forward, eye
+            frames.append({"file_path": f"./train/r_{len(frames)}", "transform_matrix": m.tolist()})
+    dataset.mkdir()
+    meta = {"fl_x": 62.4, "fl_y": 62.4, "cx": 24.0, "cy": 24.0, "w": 48, "h": 48, "frames": frames}
+    (dataset / "transforms_train.json").write_text(json.dumps(meta))
+    return PlenoxGrid(np.array([RES] * 3), np.array([[-1.0] * 3, [1.0] * 3]), ijk[shell].astype(np.int32), density,
+                      sh_for_color(np.full((len(density), 3), 0.5), 0), 0, {"data": str(dataset)})
+
+
+def test_surfaces_no_training_camera_reaches_are_left_out(empty_scene, tmp_path):
+    write_grid(tmp_path / "box.npz", open_box_grid(tmp_path / "dataset"))
+
+    def inside(points: np.ndarray) -> np.ndarray:
+        """More than 1.5 voxels inside the box's side walls and top and above its bottom: the inner
+        wall and the shell's inner faces (the level lies within a voxel of the walls)."""
+        return np.min(np.concatenate([points - [-0.5, -0.5, -0.4], [0.5, 0.5, 0.5] - points], axis=1), axis=1) > 1.5 * H
+
+    # with the cameras: the outer faces only, and the underside that closes the hollow they cannot see
+    outer = vertex_arrays(import_grid_as_mesh(empty_scene, str(tmp_path / "box.npz"), opacity=0.3).obj.data)[0]
+    assert not inside(outer).any()
+    assert np.all(np.abs(outer[:, :2]) < 0.5 + H) and np.all(outer[:, 2] < 0.5 + H)
+    # without them (as for a grid whose dataset is gone): the inner wall and the shell's inner faces
+    both = vertex_arrays(import_grid_as_mesh(empty_scene, str(tmp_path / "box.npz"), opacity=0.3,
+                                             remove_hidden=False).obj.data)[0]
+    assert inside(both).sum() > 0.3 * len(both)
+    (tmp_path / "dataset" / "transforms_train.json").unlink()
+    gone = vertex_arrays(import_grid_as_mesh(empty_scene, str(tmp_path / "box.npz"), opacity=0.3).obj.data)[0]
+    assert len(gone) == len(both)

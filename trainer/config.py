@@ -30,6 +30,10 @@ class TrainConfig:
     # photos that show their surroundings; trainer/engine/background.py), or "auto": envmap when the
     # training images have no alpha channel, else color.
     background_model: str = "auto"
+    # With alpha images and a fixed colour: each training ray ends on a random colour instead, its target
+    # composited on that colour too. Over one fixed colour, an opaque pale surface and a half-transparent
+    # darker one look alike, and the field settles for either; over random ones only the opaque one fits.
+    random_background: bool = True
     background_height: int = 32  # the environment map's rows (columns: twice as many)
     lr_background: float = 1e-2  # its RMSProp rate at step 0, in colour units...
     lr_background_final: float = 1e-3  # ...and at the last step

@@ -185,6 +185,7 @@ class Trainer:
         tr = data.train
         self.rays = PixelRays(tr.c2w, tr.intrinsics, tr.width, tr.height, device)
         self.colors = tr.images.reshape(-1, 3).to(device=device, dtype=torch.float32)
+        self.alpha = tr.alpha.reshape(-1).to(device) if tr.alpha is not None else None
         self.image_shape = (tr.images.shape[0], tr.height, tr.width)
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(cfg.seed)
@@ -383,6 +384,11 @@ class Trainer:
         dp = density_pass(density, sample_rows, s, longest)
         env = grid.background_map.detach().requires_grad_() if grid.background_map is not None else None
         background = environment_colours(env, dirs) if env is not None else self.background
+        if env is None and cfg.random_background and self.alpha is not None:
+            # the images were composited on self.background: move each target onto its ray's colour
+            background = torch.rand((cfg.batch_rays, 3), generator=self.gen, device=self.device)
+            uncovered = 1.0 - self.alpha[idx].to(torch.float32)[:, None] / 255.0
+            target = target + uncovered * (background - self.background)
         colour_args = (sh, sample_rows, s.corner_w, s.ray_id, dp.weight, dirs, dp.t_final, background,
                        grid.sh_degree)
         if cfg.dc_weight > 0 and grid.sh_degree > 0:

@@ -62,9 +62,14 @@ class Split:
     width: int
     height: int
     paths: list[Path]
-    # every image had an alpha channel: the pixels it leaves empty show the background colour, which is
-    # then known; without one, what lies behind the scene is in the images and must be learnt
-    has_alpha: bool = False
+    # uint8 [V, H, W] (0-255), when every image had an alpha channel: the pixels it leaves empty show the
+    # background colour, which is then known; without one, what lies behind the scene is in the images
+    # and must be learnt (trainer.engine.background)
+    alpha: torch.Tensor | None = None
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.alpha is not None
 
 
 @dataclass
@@ -217,9 +222,9 @@ def _intrinsics(frame: _Frame, width: int, height: int) -> tuple[float, ...]:
     return pinhole if lens is None else pinhole + lens
 
 
-def _read_image(path: Path, background: np.ndarray) -> tuple[np.ndarray, bool]:
+def _read_image(path: Path, background: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """float32 [H, W, 3] in [0, 1], alpha composited over `background` (straight, not premultiplied),
-    and whether the image had an alpha channel."""
+    and the alpha [H, W, 1] when the image has one."""
     try:
         with warnings.catch_warnings():  # imageio tries every plugin on a bad file; their deprecation noise
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -240,10 +245,11 @@ def _read_image(path: Path, background: np.ndarray) -> tuple[np.ndarray, bool]:
         raise DatasetError(f"{path}: expected a grey, grey+alpha, RGB or RGBA image, got shape {list(raw.shape)}")
     channels = img.shape[2]
     colour = img[:, :, :3] if channels >= 3 else np.repeat(img[:, :, :1], 3, axis=2)
+    alpha = None
     if channels in (2, 4):
         alpha = img[:, :, -1:]
         colour = colour * alpha + background * (1.0 - alpha)
-    return np.ascontiguousarray(colour, dtype=np.float32), channels in (2, 4)
+    return np.ascontiguousarray(colour, dtype=np.float32), alpha
 
 
 def _area_downscale(img: np.ndarray, factor: int) -> np.ndarray:
@@ -252,15 +258,17 @@ def _area_downscale(img: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return img
     h, w = img.shape[0] // factor, img.shape[1] // factor
-    blocks = img[: h * factor, : w * factor].reshape(h, factor, w, factor, 3)
+    blocks = img[: h * factor, : w * factor].reshape(h, factor, w, factor, img.shape[2])
     return blocks.mean(axis=(1, 3), dtype=np.float32)
 
 
 def _load_split(name: str, frames: list[_Frame], downscale: int, background: np.ndarray) -> Split:
-    def load(frame: _Frame) -> tuple[np.ndarray, tuple[int, int], tuple[float, ...], bool]:
+    def load(frame: _Frame) -> tuple[np.ndarray, tuple[int, int], tuple[float, ...], np.ndarray | None]:
         assert frame.image is not None  # missing images were filtered out before
         img, alpha = _read_image(frame.image, background)
         h, w = img.shape[:2]
+        if alpha is not None:  # 1 byte a pixel: the training loop only needs it to about 1/255
+            alpha = np.round(_area_downscale(alpha, downscale)[:, :, 0] * 255).astype(np.uint8)
         return _area_downscale(img, downscale), (w, h), _intrinsics(frame, w, h), alpha
 
     workers = min(8, os.cpu_count() or 1, len(frames))
@@ -286,7 +294,8 @@ def _load_split(name: str, frames: list[_Frame], downscale: int, background: np.
     c2w = torch.from_numpy(np.stack([f.c2w for f in frames]))
     return Split(images=images, c2w=c2w.float(), intrinsics=torch.from_numpy(rows.astype(np.float32)),
                  width=images.shape[2], height=images.shape[1], paths=[f.image for f in frames if f.image],
-                 has_alpha=all(alpha for _, _, _, alpha in loaded))
+                 alpha=(torch.from_numpy(np.stack([a for _, _, _, a in loaded]))  # type: ignore[misc]
+                        if all(a is not None for _, _, _, a in loaded) else None))
 
 
 def _parse_aabb(path: Path, meta: dict[str, Any]) -> torch.Tensor | None:

@@ -3,6 +3,7 @@ an exactly representable map, and training on photos that show only their surrou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -12,10 +13,15 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import run_trainer
-from scenes import Camera, look_at, pixel_rays, sphere_eyes, to_png_bytes
+from scenes import Camera, look_at, pixel_rays, render_sphere, sphere_eyes, to_png_bytes
 
+from trainer.config import preset
 from trainer.engine.background import environment_colours, equirect_uv
+from trainer.engine.render import render_rays
+from trainer.io.data import camera_rays, load_dataset
+from trainer.io.events import NullEventSink
 from trainer.io.gridfile import load_grid
+from trainer.train import render_options, run_training
 
 
 def test_directions_map_as_blenders_environment_texture() -> None:
@@ -108,3 +114,41 @@ def test_images_with_alpha_keep_the_fixed_colour(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["background"] == "color (1, 1, 1) (auto: the training images have alpha)"
     assert load_grid(tmp_path / "run" / "grid.npz").background_map is None
+
+
+def write_pale_sphere_dataset(root: Path, n_train: int = 16, n_test: int = 2, size: int = 24) -> None:
+    """RGBA images of an opaque sphere of almost the background's colour (0.97 grey on white)."""
+    f = 0.5 * size / math.tan(math.radians(20))
+    eyes = sphere_eyes(n_train + n_test, 3.0, seed=2)
+    for split, idx in (("train", range(n_train)), ("test", range(n_train, n_train + n_test))):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        frames = []
+        for j, i in enumerate(idx):
+            cam = Camera(look_at(eyes[i], np.zeros(3)), f, f, size / 2, size / 2, size, size)
+            rgba = render_sphere(cam, np.zeros(3), 0.8)
+            rgba[..., :3] = 0.97
+            iio.imwrite(root / split / f"{j:03d}.png", to_png_bytes(rgba))
+            frames.append({"file_path": f"./{split}/{j:03d}", "transform_matrix": cam.c2w.tolist()})
+        meta = {"fl_x": f, "fl_y": f, "cx": size / 2, "cy": size / 2, "w": size, "h": size,
+                "aabb": [[-1, -1, -1], [1, 1, 1]], "frames": frames}
+        (root / f"transforms_{split}.json").write_text(json.dumps(meta))
+
+
+def test_random_backgrounds_make_opaque_what_the_alpha_says_is_opaque(tmp_path: Path) -> None:
+    write_pale_sphere_dataset(tmp_path / "d")
+    data = load_dataset(tmp_path / "d")
+    test = data.test
+    origins, dirs = camera_rays(test.c2w, test.intrinsics, test.width, test.height)
+    assert test.alpha is not None
+    covered = test.alpha.reshape(-1) == 255
+    opacity = {}
+    for random_background in (True, False):
+        cfg = dataclasses.replace(preset("tiny"), random_background=random_background, checkpoint_every=0)
+        result = run_training(cfg, data, tmp_path / str(random_background), NullEventSink(), resume=False,
+                              device=torch.device("cpu"))
+        with torch.no_grad():
+            _, acc = render_rays(result.grid, origins[covered], dirs[covered], data.background, render_options(cfg))
+        opacity[random_background] = float(acc.mean())
+    # over white alone, "nothing" renders a 0.97 sphere almost as well as the sphere does
+    assert opacity[True] > 0.98, opacity
+    assert opacity[False] < 0.5, opacity

@@ -91,6 +91,7 @@ def test_without_distortion_the_resampling_is_the_pinhole(capture: ModuleType) -
     k = capture.intrinsics_for(27, 48)
     rc = capture.render_camera_for(k, capture.NO_LENS, oversample=1.25)
     us, vs = capture.sample_map(rc, k, capture.NO_LENS)
-    sub_u = (np.arange(k.w * 2) + 0.5) / 2
+    sub_u, sub_v = (np.arange(k.w * 2) + 0.5) / 2, (np.arange(k.h * 2) + 0.5) / 2
     assert np.allclose(us[0], rc.focal * (sub_u - k.cx) / k.fl_x + rc.w / 2)
+    assert np.allclose(vs[:, 0], rc.focal * (sub_v - k.cy) / k.fl_y + rc.h / 2)
     assert rc.focal == pytest.approx(1.25 * k.fl_x)

@@ -2,7 +2,7 @@
 through a lens with known OpenCV distortion, written as instant-ngp's colmap2nerf writes a dataset.
 
     .venv-blender/bin/python benchmarks/make_real_capture.py [--out /tmp/realcap] [--views 80]
-        [--size 270x480] [--samples 8] [--seed 0] [--no-distortion] [--undistorted-out DIR]
+        [--size 270x480] [--samples 4] [--seed 0] [--no-distortion] [--undistorted-out DIR]
 
 The scene (built here, procedurally): a table with a few textured primitives in the middle (what is
 worth reconstructing), a ground plane and courtyard walls well beyond the instant-ngp box that the file's

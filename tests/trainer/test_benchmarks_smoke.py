@@ -31,3 +31,22 @@ def test_bench_lego_smoke_runs_and_prints_its_figures(repo_root: Path, tmp_path:
     assert len(re.findall(rf"^  stage \d+x\d+x\d+: \d+ steps, {NUMBER} rays/s, peak ", out, re.MULTILINE)) == 2, out
     for name in ("exported grid, pixel area 2x2", "exported grid, pixel centres", "training grid, pixel area 2x2"):
         assert re.search(rf"^test \({name}\): PSNR {NUMBER} dB, SSIM {NUMBER} over 2 views", out, re.MULTILINE), out
+
+
+def test_bench_real_capture_smoke_runs_every_variant_and_prints_its_table(repo_root: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "benchmarks" / "bench_real_capture.py"), "--smoke", "--threads", "1"],
+        cwd=tmp_path, check=False, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert re.search(r"; machine: \d+ cores, load average ", out), out
+    assert re.search(r"^variant +box +steps +train s +wall s +PSNR dB +SSIM +note$", out, re.MULTILINE), out
+    # the box variants: the trainer's box from the cameras without aabb_scale, instant-ngp's with it
+    assert re.search(rf"^small-box +\S+ cameras +40 +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$", out, re.MULTILINE), out
+    for variant in ("box", "distortion"):
+        assert re.search(rf"^{variant} +\S+ aabb_scale +40 +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$", out,
+                         re.MULTILINE), out
+    # the learned background either trains or says that this trainer lacks it; the table has its row
+    assert re.search(rf"^background +(\S+ aabb_scale +40 +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}|"
+                     r"- +- +- +[0-9.]+ +- +- +background_model not available in this trainer)$", out, re.MULTILINE), out

@@ -369,9 +369,34 @@ def _print_summary(summary: dict[str, Any], indent: str = "") -> None:
             print(f"{indent}{key}: {text}")
 
 
+def _dataset_summary(root: Path) -> dict[str, Any]:
+    """What training on `root` with the default config would use: views, image size, lens, scene box and
+    background, each with its reason."""
+    from trainer.config import preset
+    from trainer.io.data import PINHOLE_COLUMNS, load_dataset
+    from trainer.train import background_choice, scene_box_for
+
+    cfg = preset("default")  # every preset chooses the box and the background alike
+    data = load_dataset(root, background=tuple(cfg.background))  # type: ignore[arg-type]
+    box = scene_box_for(cfg, data)
+    tr = data.train
+    lens = "pinhole" if tr.intrinsics.shape[1] == PINHOLE_COLUMNS else "with lens distortion"
+    return {
+        "dataset": str(root),
+        "train_views": len(tr.paths), "test_views": len(data.test.paths),
+        "image_size": [tr.width, tr.height], "cameras": lens,
+        "scene_box": box.box.tolist(), "scene_box_source": f"{box.source}: {box.reason}",
+        "background": background_choice(cfg, tr.has_alpha),
+        "notes": data.notes,
+    }
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    if path.is_dir():
+    is_dataset = (path / "transforms_train.json").is_file() or (path / "transforms.json").is_file()
+    if path.is_dir() and is_dataset and not (path / "config.json").is_file():
+        summary = _dataset_summary(path)
+    elif path.is_dir():
         summary = _run_summary(path)
     elif path.is_file():
         summary = {"file": str(path), **grid_summary(load_grid(path))}
@@ -455,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     progress_and_device(r, "none")
     r.set_defaults(func=cmd_render)
 
-    i = sub.add_parser("info", help="summarise a grid file or a run directory")
+    i = sub.add_parser("info", help="summarise a grid file, a run directory, or a dataset (the box and "
+                                    "background training would use, and why)")
     i.add_argument("file")
     i.add_argument("--json", action="store_true", help="one JSON object on stdout")
     i.set_defaults(func=cmd_info, progress="none")

@@ -120,6 +120,17 @@ def test_diverging_loss_fails_with_the_step(dataset: Path, tmp_path: Path) -> No
     assert not (tmp_path / "run" / "grid.npz").exists()
 
 
+def test_info_on_a_dataset_says_which_box_and_background_training_would_use(tmp_path: Path) -> None:
+    write_sphere_dataset(tmp_path / "d", n_train=5, n_test=2, width=8, height=8, aabb=[[-1, -2, -1], [1, 2, 1]])
+    result = trainer("info", tmp_path / "d", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert (info["train_views"], info["test_views"], info["image_size"]) == (5, 2, [8, 8])
+    assert info["scene_box"] == [[-1, -2, -1], [1, 2, 1]]
+    assert info["scene_box_source"] == "aabb: the dataset's aabb"
+    assert info["background"] == "color (1, 1, 1) (auto: the training images have alpha)"
+
+
 def test_info_on_a_grid_file(fixture_grid: Path, tmp_path: Path) -> None:
     result = trainer("info", fixture_grid, "--json")
     assert result.returncode == 0, result.stderr

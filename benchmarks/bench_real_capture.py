@@ -8,10 +8,12 @@ switched on in turn (issue 10's targets), each trained by the trainer's own comm
 The data: benchmarks/make_real_capture.py (a single colmap2nerf-style transforms.json with k1 k2 p1 p2
 and aabb_scale), or any capture in that format. The variants, each adding one thing to the one before:
 
-    small-box    no aabb_scale (so the trainer's box from the cameras, or --small-box), lens ignored
-    box          the file's aabb_scale box, lens ignored
-    distortion   + the lens distortion (k1 k2 k3 k4 p1 p2) as the file gives it
-    background   + `--set background_model=envmap` (a learned background for rays leaving the box)
+    small-box    no aabb_scale (so the trainer's box from the cameras, or --small-box), lens ignored,
+                 a fixed background colour (`--set background_model=color`)
+    box          the file's aabb_scale box, lens ignored, fixed background
+    distortion   + the lens distortion (k1 k2 k3 k4 p1 p2) as the file gives it, fixed background
+    background   + `--set background_model=envmap` (the learnt background the trainer picks by itself for
+                 images without alpha)
 
 A variant runs on a copy of the dataset folder (its images linked, not copied) whose transforms files lack
 the keys it switches off, so the trainer needs no option for them. A trainer that rejects a variant's
@@ -45,8 +47,10 @@ REPO = Path(__file__).resolve().parent.parent
 LENS_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2", "is_fisheye", "camera_model")
 BOX_KEYS = ("aabb_scale", "aabb", "scale", "offset")
 VARIANTS = ("small-box", "box", "distortion", "background")
-# the config key each variant adds (beyond the dataset keys it keeps)
-VARIANT_SETS = {"background": ["background_model=envmap"]}
+# the config keys each variant sets (beyond the dataset keys it keeps): the trainer learns a background by
+# default for images without alpha, so the variants before "background" ask for the fixed colour
+VARIANT_SETS = {"small-box": ["background_model=color"], "box": ["background_model=color"],
+                "distortion": ["background_model=color"], "background": ["background_model=envmap"]}
 
 
 @dataclass
@@ -123,7 +127,7 @@ def train_variant(args: argparse.Namespace, variant: str, work: Path) -> Row:
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t
     for line in proc.stderr.splitlines():
-        if line.startswith(("scene box", "note:", "warning:")) or "scene box" in line:
+        if line.startswith(("scene box", "background:", "note:", "warning:")) or "scene box" in line:
             print(f"[{variant}]   {line}", flush=True)
     if proc.returncode != 0:
         unknown = re.search(r"unknown config key '([^']+)'", proc.stderr)

@@ -3,6 +3,8 @@
     blender -b scene.blend --python blender_plenox/batch.py -- --out DIR --views 100 [...]
     python blender_plenox/batch.py --blend scene.blend -- --out DIR --views 100 [...]   (bpy module)
     python blender_plenox/batch.py -- --import-cameras DATASET --save cams.blend   (cameras only)
+    python blender_plenox/batch.py --blend scene.blend -- --import --grid RUN/grid.npz --save out.blend
+                                                                                (a grid only, no capture)
 
 `--help` lists every option; each one is a property of the panel's capture settings, with the panel's
 tooltip and default. Exit code 0 on success, 2 for bad input (nothing rendered), 1 when rendering failed
@@ -146,8 +148,10 @@ def build_parser(settings_type: Any, import_type: Any = None) -> argparse.Argume
 
 
 def imports_only(args: argparse.Namespace) -> bool:
-    """`--import-cameras DIR` without `--out` (and no --train): import into the scene, capture nothing."""
-    return args.out is None and bool(args.import_cameras) and not args.train
+    """`--import-cameras DIR`, or `--import` with `--grid FILE` or `--run DIR`, without `--out` (and no
+    --train): import into the scene, capture nothing."""
+    grid_import = (args.import_grid or getattr(args, "import_as", None)) and (args.grid or args.run)
+    return args.out is None and bool(args.import_cameras or grid_import) and not args.train
 
 
 def import_cameras(args: argparse.Namespace, bpy: Any, addon_name: str) -> int:

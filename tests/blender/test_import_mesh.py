@@ -241,6 +241,20 @@ def test_batch_import_as_mesh(empty_scene, tmp_path: Path):
     assert "--import-as {volume,mesh}" in helped.stdout and "--surface-opacity" in helped.stdout
 
 
+def test_batch_imports_a_grid_into_a_blend_without_capturing(empty_scene, tmp_path: Path):
+    write_grid(tmp_path / "ball.npz", sphere_grid())
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    blend = tmp_path / "out.blend"
+    script = REPO / "blender_plenox" / "batch.py"
+    run = [sys.executable, str(script), "--blend", str(tmp_path / "scene.blend"), "--",
+           "--import", "--grid", str(tmp_path / "ball.npz"), "--save", str(blend)]
+    proc = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Imported " in proc.stdout and not (tmp_path / "dataset").exists()
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    assert bpy.data.objects["Plenoxels"].type == "VOLUME"
+
+
 def open_box_grid(dataset: Path) -> PlenoxGrid:
     """A box shell two voxels thick, closed on top and on the four sides but open underneath, with a
     wall inside it (the plane x = 0, from the open bottom halfway up): what a trained object on a base

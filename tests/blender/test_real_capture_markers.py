@@ -8,29 +8,22 @@ camera is the centred pinhole the resampling assumes (sensor fit, lens, pixel ce
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import bpy
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark
 
-REPO = Path(__file__).resolve().parents[2]
 DEPTH = 3.0
 RADIUS = 0.06     # world units: 3 px in radius at 120x200 and DEPTH, so that pixel sampling biases the centroid little
 
 
 @pytest.fixture(scope="module")
 def capture() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_real_capture", REPO / "benchmarks" / "make_real_capture.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # its dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("make_real_capture")
 
 
 def marker_scene(points: np.ndarray) -> None:

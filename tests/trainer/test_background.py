@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -58,22 +59,32 @@ def sky(d: np.ndarray) -> np.ndarray:
     return np.stack((0.5 + 0.35 * d[..., 2], 0.45 + 0.3 * d[..., 0], 0.5 - 0.3 * d[..., 1]), -1)
 
 
-def write_sky_dataset(root: Path, n_train: int = 40, n_test: int = 3, size: int = 24) -> None:
-    """RGB photos (no alpha) from cameras around an empty box, of nothing but the sky."""
-    f = 0.5 * size  # 90° wide: the training views see every direction the test views do
-    eyes = sphere_eyes(n_train + n_test, 2.5, seed=4)
+def write_orbit_dataset(root: Path, picture: Callable[[Camera], np.ndarray], *, n_train: int, n_test: int,
+                        size: int, fov: float, distance: float, seed: int) -> None:
+    """Square views from cameras on a sphere around the origin, looking at it, each image picture(camera)
+    (RGB or RGBA floats), written with an `aabb` of [-1, 1]^3."""
+    f = 0.5 * size / math.tan(0.5 * fov)
+    eyes = sphere_eyes(n_train + n_test, distance, seed=seed)
     for split, idx in (("train", range(n_train)), ("test", range(n_train, n_train + n_test))):
         (root / split).mkdir(parents=True, exist_ok=True)
         frames = []
         for j, i in enumerate(idx):
             cam = Camera(look_at(eyes[i], np.zeros(3)), f, f, size / 2, size / 2, size, size)
-            _, d = pixel_rays(cam, supersample=4)
-            rgb = sky(d).reshape(size, 4, size, 4, 3).mean(axis=(1, 3))  # the pixel's area, as a camera sees it
-            iio.imwrite(root / split / f"{j:03d}.png", to_png_bytes(rgb))
+            iio.imwrite(root / split / f"{j:03d}.png", to_png_bytes(picture(cam)))
             frames.append({"file_path": f"./{split}/{j:03d}", "transform_matrix": cam.c2w.tolist()})
         meta = {"fl_x": f, "fl_y": f, "cx": size / 2, "cy": size / 2, "w": size, "h": size,
                 "aabb": [[-1, -1, -1], [1, 1, 1]], "frames": frames}
         (root / f"transforms_{split}.json").write_text(json.dumps(meta))
+
+
+def write_sky_dataset(root: Path) -> None:
+    """RGB photos (no alpha) from cameras around an empty box, of nothing but the sky."""
+    def photo(cam: Camera) -> np.ndarray:
+        _, d = pixel_rays(cam, supersample=4)
+        return sky(d).reshape(cam.height, 4, cam.width, 4, 3).mean(axis=(1, 3))  # the pixel's area, as a camera sees it
+
+    # 90° wide: the training views see every direction the test views do
+    write_orbit_dataset(root, photo, n_train=40, n_test=3, size=24, fov=math.radians(90), distance=2.5, seed=4)
 
 
 def test_photos_of_the_surroundings_train_an_environment_map_by_default(tmp_path: Path) -> None:
@@ -116,22 +127,14 @@ def test_images_with_alpha_keep_the_fixed_colour(tmp_path: Path) -> None:
     assert load_grid(tmp_path / "run" / "grid.npz").background_map is None
 
 
-def write_pale_sphere_dataset(root: Path, n_train: int = 16, n_test: int = 2, size: int = 24) -> None:
+def write_pale_sphere_dataset(root: Path) -> None:
     """RGBA images of an opaque sphere of almost the background's colour (0.97 grey on white)."""
-    f = 0.5 * size / math.tan(math.radians(20))
-    eyes = sphere_eyes(n_train + n_test, 3.0, seed=2)
-    for split, idx in (("train", range(n_train)), ("test", range(n_train, n_train + n_test))):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        frames = []
-        for j, i in enumerate(idx):
-            cam = Camera(look_at(eyes[i], np.zeros(3)), f, f, size / 2, size / 2, size, size)
-            rgba = render_sphere(cam, np.zeros(3), 0.8)
-            rgba[..., :3] = 0.97
-            iio.imwrite(root / split / f"{j:03d}.png", to_png_bytes(rgba))
-            frames.append({"file_path": f"./{split}/{j:03d}", "transform_matrix": cam.c2w.tolist()})
-        meta = {"fl_x": f, "fl_y": f, "cx": size / 2, "cy": size / 2, "w": size, "h": size,
-                "aabb": [[-1, -1, -1], [1, 1, 1]], "frames": frames}
-        (root / f"transforms_{split}.json").write_text(json.dumps(meta))
+    def photo(cam: Camera) -> np.ndarray:
+        rgba = render_sphere(cam, np.zeros(3), 0.8)
+        rgba[..., :3] = 0.97
+        return rgba
+
+    write_orbit_dataset(root, photo, n_train=16, n_test=2, size=24, fov=math.radians(40), distance=3.0, seed=2)
 
 
 def test_random_backgrounds_make_opaque_what_the_alpha_says_is_opaque(tmp_path: Path) -> None:

@@ -6,29 +6,20 @@ The script imports bpy only inside its Blender functions, so its lens part loads
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 from trainer.io.lens import undistort_radial_tangential
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def capture() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_real_capture", REPO / "benchmarks" / "make_real_capture.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # its dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("make_real_capture")
 
 
 def test_fixed_point_undistortion_inverts_the_forward_model_over_the_whole_image(capture: ModuleType) -> None:

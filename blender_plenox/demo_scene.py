@@ -38,6 +38,7 @@ from .compat import (
     write_eevee_volumetrics,
 )
 from .io.grid_reader import read_grid
+from .io.vdb_arrays import linear_to_srgb, srgb_to_linear
 from .utils.clip_range import clip_range, frame_near_far, view_depth_range
 from .utils.compare_sheet import psnr_caption
 from .volume.eevee_settings import apply_sharp_volumetrics
@@ -245,8 +246,10 @@ def read_rgb(path: str, background=(1.0, 1.0, 1.0)) -> np.ndarray:
     img /= 65535.0 if img.max() > 255 else 255.0
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
-    if img.shape[-1] == 4:
-        img = img[..., :3] * img[..., 3:] + np.asarray(background) * (1 - img[..., 3:])
+    if img.shape[-1] == 4:  # over the background in linear light, as Blender renders a film over a world
+        a = img[..., 3:]
+        mixed = srgb_to_linear(img[..., :3]) * a + srgb_to_linear(np.asarray(background, np.float64)) * (1 - a)
+        img = linear_to_srgb(mixed).astype(np.float64)
     return img[..., :3]
 
 

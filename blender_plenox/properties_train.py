@@ -24,16 +24,17 @@ COLOR_SPACE_ITEMS = [
         "LINEAR",
         "Scene Linear",
         (
-            "Convert the trained (sRGB-encoded) colours to scene-linear, so the volume "
-            "looks like the captured images under the Standard view transform"
+            "Show the trained colours as scene-linear, so the volume looks like the captured images "
+            "under the Standard view transform (grids trained in linear light already are; older "
+            "sRGB grids are converted)"
         ),
     ),
     (
         "TRAINER",
         "Trainer Values",
         (
-            "Keep the trainer's colour values: a render with the Raw view transform "
-            "matches the trainer's own render"
+            "Keep the trainer's colour values as they are (for an older sRGB grid, a render with "
+            "the Raw view transform then matches the trainer's own render)"
         ),
     ),
 ]

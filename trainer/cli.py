@@ -129,7 +129,8 @@ def _load_data(root: Path, cfg: TrainConfig) -> Dataset:
     from trainer.io.data import load_dataset
 
     start = time.time()
-    data = load_dataset(root, downscale=cfg.downscale, background=tuple(cfg.background))  # type: ignore[arg-type]
+    data = load_dataset(root, downscale=cfg.downscale, background=tuple(cfg.background),  # type: ignore[arg-type]
+                        color_space=cfg.color_space)
     for note in data.notes:   # missing images skipped, a test split without images held out, ...
         log(note)
     log(f"loaded {root}: {len(data.train.paths)} train and {len(data.test.paths)} test views at "
@@ -377,7 +378,7 @@ def _dataset_summary(root: Path) -> dict[str, Any]:
     from trainer.train import background_choice, scene_box_for
 
     cfg = preset("default")  # every preset chooses the box and the background alike
-    data = load_dataset(root, background=tuple(cfg.background))  # type: ignore[arg-type]
+    data = load_dataset(root, background=tuple(cfg.background), color_space=cfg.color_space)  # type: ignore[arg-type]
     box = scene_box_for(cfg, data)
     tr = data.train
     lens = "pinhole" if tr.intrinsics.shape[1] == PINHOLE_COLUMNS else "with lens distortion"

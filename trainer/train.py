@@ -23,6 +23,8 @@ from trainer.io.data import Dataset
 from trainer.devices import resolve_device  # noqa: F401  -- re-exported: benchmarks/bench_lego.py imports it here
 from trainer.io.events import EventSink
 from trainer.engine.background import blank_environment, environment_colours
+from trainer.engine.colour import LINEAR, srgb_to_linear, to_display, to_light
+from trainer.engine.sh import C0, num_coeffs
 from trainer.engine.pixel_rays import PixelRays
 from trainer.engine.grid import SparseGrid
 from trainer.io.gridfile import save_grid
@@ -181,7 +183,8 @@ class Trainer:
         self.sink = sink
         self.device = device
         self.opts = render_options(cfg)
-        self.background = torch.tensor(cfg.background, dtype=torch.float32, device=device)
+        self.background = torch.tensor(cfg.background, dtype=torch.float32, device=device)  # encoded
+        self.background_light = to_light(self.background, cfg.color_space)
         tr = data.train
         self.rays = PixelRays(tr.c2w, tr.intrinsics, tr.width, tr.height, device)
         self.colors = tr.images.reshape(-1, 3).to(device=device, dtype=torch.float32)
@@ -201,7 +204,9 @@ class Trainer:
         self.sq_sh = torch.zeros_like(self.grid.sh)
         self.background_choice = background_choice(cfg, tr.has_alpha)
         if self.background_choice.startswith("envmap"):
-            self.grid.background_map = blank_environment(cfg.background_height, device)
+            # encoded mid-grey, as the colours start
+            self.grid.background_map = blank_environment(cfg.background_height, device,
+                                                         float(to_light(torch.tensor(0.5), cfg.color_space)))
             self.sq_background = torch.zeros_like(self.grid.background_map)
         self.step = 0
         self.stage = 0
@@ -219,10 +224,17 @@ class Trainer:
         return ((v * height + r) * width + c).reshape(-1).to(self.device)
 
     def _initial_grid(self) -> SparseGrid:
-        return SparseGrid.dense(
+        grid = SparseGrid.dense(
             self.cfg.resolutions[0], self.aabb, self.cfg.sh_degree, self.cfg.init_density / self.scene_scale,
             self.cfg.init_sh, self.device,
         )
+        grid.color_space = self.cfg.color_space
+        if grid.color_space == LINEAR:
+            # Start grey as the eye sees it (encoded 0.5), not at linear 0.5 (encoded 0.74): a colour
+            # starts as far from black as from white, as it does in sRGB.
+            k = num_coeffs(grid.sh_degree)
+            grid.sh[:, ::k] += (float(srgb_to_linear(torch.tensor(0.5))) - 0.5) / C0
+        return grid
 
     def _new_stage_stats(self) -> None:
         if self.device.type == "cuda":
@@ -271,6 +283,9 @@ class Trainer:
         if version not in (1, CHECKPOINT_VERSION):
             raise TrainingError(f"checkpoint: unsupported version {version!r}")
         self.grid = SparseGrid.from_state_dict(state["grid"], self.device)
+        if self.grid.color_space != self.cfg.color_space:  # the images were composited for the config's
+            raise TrainingError(f"checkpoint: its grid mixes colours in {self.grid.color_space}, the config says "
+                                f"{self.cfg.color_space}; resume with --set color_space={self.grid.color_space}")
         if self.grid.background_map is not None:
             saved = state.get("optimiser", {}).get("sq_background")
             self.sq_background = (saved.to(self.device) if saved is not None else
@@ -383,20 +398,23 @@ class Trainer:
         sample_rows = pos[s.rows]
         dp = density_pass(density, sample_rows, s, longest)
         env = grid.background_map.detach().requires_grad_() if grid.background_map is not None else None
-        background = environment_colours(env, dirs) if env is not None else self.background
+        space = grid.color_space
+        background = environment_colours(env, dirs) if env is not None else self.background_light
         if env is None and cfg.random_background and self.alpha is not None:
-            # the images were composited on self.background: move each target onto its ray's colour
-            background = torch.rand((cfg.batch_rays, 3), generator=self.gen, device=self.device)
+            # The images were composited on self.background (in this light, by the loader): move each
+            # target onto its ray's colour, which is drawn uniformly as an encoded colour.
+            background = to_light(torch.rand((cfg.batch_rays, 3), generator=self.gen, device=self.device), space)
             uncovered = 1.0 - self.alpha[idx].to(torch.float32)[:, None] / 255.0
-            target = target + uncovered * (background - self.background)
+            target = to_display(to_light(target, space) + uncovered * (background - self.background_light), space)
         colour_args = (sh, sample_rows, s.corner_w, s.ray_id, dp.weight, dirs, dp.t_final, background,
                        grid.sh_degree)
+        # mixed in the grid's light, compared with the images as they are encoded
         if cfg.dc_weight > 0 and grid.sh_degree > 0:
             rgb, rgb_dc = color_and_dc_pass(*colour_args)
-            loss_mse = mse(rgb, target)
-            loss = loss_mse + cfg.dc_weight * mse(rgb_dc, target)
+            loss_mse = mse(to_display(rgb, space), target)
+            loss = loss_mse + cfg.dc_weight * mse(to_display(rgb_dc, space), target)
         else:
-            loss_mse = mse(color_pass(*colour_args, False), target)
+            loss_mse = mse(to_display(color_pass(*colour_args, False), space), target)
             loss = loss_mse
         if cfg.sparsity > 0:
             loss = loss + cfg.sparsity * cauchy_sparsity(dp.sigma * scale)

@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 
 GRID_FORMAT = "blender_plenox.grid"
-GRID_VERSION = 2  # written; 1 and 2 are read (v1 files hold densities >= 0, same field rule)
-READABLE_VERSIONS = (1, 2)
+# written; 1-3 are read (v1 files hold densities >= 0, same field rule; v3 adds color_space, which
+# is "srgb" before it)
+GRID_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+COLOR_SPACES = ("linear", "srgb")
 SH_C0 = 0.28209479177387814  # Y_0^0, the constant real SH basis function
 
 _REQUIRED = ("format", "version", "resolution", "aabb", "coords", "density", "sh", "sh_degree")
@@ -38,6 +41,9 @@ class PlenoxGrid:
     # optional learnt background: float32 (H, W, 3) colours, equirectangular as Blender's Environment
     # Texture, top row first (contract 4)
     background_map: np.ndarray | None = None
+    # "linear": the colours (and the background map's) are scene-linear light, mixed as Blender mixes
+    # it; "srgb": sRGB-encoded values, mixed as they are (every grid before version 3)
+    color_space: str = "srgb"
 
     @property
     def voxel_size(self) -> np.ndarray:
@@ -158,6 +164,14 @@ def _validate(p: str, a: dict[str, np.ndarray]) -> PlenoxGrid:
             raise _fail(p, "'background_map' holds NaN or infinite values")
         background = background.astype(np.float32, copy=False)
 
+    color_space = "srgb"
+    if version >= 3:
+        if "color_space" not in a:
+            raise _fail(p, f"grid format version {version} needs 'color_space'")
+        color_space = _scalar_str(p, a["color_space"], "color_space")
+        if color_space not in COLOR_SPACES:
+            raise _fail(p, f"'color_space' must be one of {', '.join(COLOR_SPACES)}, got '{color_space}'")
+
     return PlenoxGrid(
         resolution=resolution,
         aabb=aabb,
@@ -167,6 +181,7 @@ def _validate(p: str, a: dict[str, np.ndarray]) -> PlenoxGrid:
         sh_degree=sh_degree,
         metadata=metadata,
         background_map=background,
+        color_space=color_space,
     )
 
 
@@ -185,6 +200,7 @@ def write_grid(path: str | os.PathLike[str], grid: PlenoxGrid) -> None:
         sh=np.asarray(grid.sh, dtype=np.float32),
         sh_degree=np.array(grid.sh_degree, dtype=np.int64),
         metadata=np.array(json.dumps(grid.metadata)),
+        color_space=np.array(grid.color_space),
         **({} if grid.background_map is None else {"background_map": np.asarray(grid.background_map, np.float32)}),
     )
     os.replace(tmp, p)

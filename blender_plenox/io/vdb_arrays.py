@@ -30,6 +30,13 @@ from .grid_reader import PlenoxGrid
 
 ColorSpace = Literal["TRAINER", "LINEAR"]
 
+
+def applied_color_space(option: ColorSpace, grid: PlenoxGrid) -> ColorSpace:
+    """What the import does to the grid's colours: "LINEAR" decodes sRGB-encoded colours to scene-linear,
+    "TRAINER" keeps them. A grid trained in linear light (contract 4 v3) is scene-linear already, so
+    either option keeps its values."""
+    return "TRAINER" if grid.color_space == "linear" else option
+
 # The DC value of a voxel whose SH coefficients are all zero (an inactive voxel): C0·0 + 0.5. As the
 # colour grid's background it keeps the interpolated colour near the edge of the active region equal
 # to the trainer's (which interpolates SH, then applies the ReLU).
@@ -77,6 +84,12 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
     """The sRGB transfer function's inverse (IEC 61966-2-1); the material's node chain computes the same."""
     c = np.clip(c, 0.0, None)
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function (IEC 61966-2-1), for values clamped to [0, 1]."""
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.maximum(c, 0.0031308) ** (1 / 2.4) - 0.055)
 
 
 def _near(kept: np.ndarray, coords: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 import bpy
 
 from ..io.grid_reader import read_grid
-from ..io.vdb_arrays import ColorSpace, build_vdb_arrays
+from ..io.vdb_arrays import ColorSpace, applied_color_space, build_vdb_arrays
 from .vdb_writer import write_vdb
 from .volume_object import create_or_update
 from .world_background import show_background_map
@@ -79,6 +79,7 @@ def import_grid(
     start = time.perf_counter()
     grid_path = os.path.abspath(bpy.path.abspath(grid_path))
     grid = read_grid(grid_path)
+    color_space = applied_color_space(color_space, grid)
     arrays = build_vdb_arrays(grid, min_density=min_density, view_dependent=view_dependent)
     meta = {"source": grid_path, "color_space": color_space, "sh_degree": str(arrays.sh_degree)}
     vdb_path = write_vdb(arrays, vdb_path_for(grid_path), meta)

@@ -27,7 +27,7 @@ from ..io.field_sampling import SparseField, density_for_opacity
 from ..io.grid_reader import read_grid
 from ..io.ray_surface import training_cameras
 from ..io.surface_colour import rendered_colour, training_background
-from ..io.vdb_arrays import ColorSpace, srgb_to_linear
+from ..io.vdb_arrays import ColorSpace, applied_color_space, srgb_to_linear
 from .surface_mesh import extract_surface
 from .volume_object import reconstruction_collection
 
@@ -140,9 +140,11 @@ def import_grid_as_mesh(
                            f"the grid's highest is {peak:.4g}): {hint}")
     positions, normals = vertex_arrays(mesh)
     bake = view_dependent and grid.sh_degree > 0
-    rgb = rendered_colour(SparseField(grid), positions, normals, float(min(grid.voxel_size)), bake,
-                          training_background(grid.metadata))
-    if color_space == "LINEAR":
+    background = training_background(grid.metadata)  # encoded, as the config gives it
+    if background is not None and grid.color_space == "linear":
+        background = srgb_to_linear(background)
+    rgb = rendered_colour(SparseField(grid), positions, normals, float(min(grid.voxel_size)), bake, background)
+    if applied_color_space(color_space, grid) == "LINEAR":
         rgb = srgb_to_linear(rgb)
     _set_colours(mesh, rgb)
     mesh.materials.append(build_material())

@@ -25,7 +25,7 @@ def show_background_map(scene: Any, texels: np.ndarray, color_space: ColorSpace,
     scene's world; the previous world stays in the file. Returns a one-line description."""
     height, width = int(texels.shape[0]), int(texels.shape[1])
     colours = np.clip(texels, 0.0, None).astype(np.float32)
-    if color_space == "SRGB":  # as the volume's material does with the voxels' colours
+    if color_space == "LINEAR":  # as the volume's material does with the voxels' colours
         colours = srgb_to_linear(colours)
     image: Any = bpy.data.images.get(name)
     if image is not None and tuple(image.size) != (width, height):

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import zipfile
 
@@ -27,10 +28,12 @@ def _valid_arrays(grid):
     }
 
 
-def test_round_trip_preserves_every_array(tmp_path):
-    g = random_grid()
+@pytest.mark.parametrize("color_space", ["linear", "srgb"])
+def test_round_trip_preserves_every_array(tmp_path, color_space):
+    g = dataclasses.replace(random_grid(), color_space=color_space)
     write_grid(tmp_path / "g.npz", g)
     r = read_grid(tmp_path / "g.npz")
+    assert r.color_space == color_space
     np.testing.assert_array_equal(r.coords, g.coords)
     np.testing.assert_array_equal(r.density, g.density)
     np.testing.assert_array_equal(r.sh, g.sh)
@@ -46,6 +49,7 @@ def test_versions_1_and_2_read_and_signed_densities_are_kept(tmp_path):
         arrays = {**_valid_arrays(g), "version": np.array(version, np.int64), "density": density}
         r = read_grid(_save(tmp_path / f"v{version}.npz", **arrays))
         np.testing.assert_array_equal(r.density, density)
+        assert r.color_space == "srgb"  # every grid before version 3 mixed encoded colours
     assert signed.min() < 0
 
 
@@ -79,7 +83,10 @@ def test_dc_color_matches_the_sh_formula_and_clamps():
     "mutate, message",
     [
         (lambda a: a.update(format=np.array("something.else")), "format is 'something.else'"),
-        (lambda a: a.update(version=np.array(3, np.int64)), "version 3 is not supported"),
+        (lambda a: a.update(version=np.array(4, np.int64)), "version 4 is not supported"),
+        (lambda a: a.update(version=np.array(3, np.int64)), "version 3 needs 'color_space'"),
+        (lambda a: a.update(version=np.array(3, np.int64), color_space=np.array("aces")),
+         "'color_space' must be one of linear, srgb, got 'aces'"),
         (lambda a: a.update(version=np.array(0, np.int64)), "version 0 is not supported"),
         (lambda a: a.pop("density"), "missing entries: density"),
         (lambda a: a.pop("format"), "no 'format' entry"),

@@ -135,9 +135,10 @@ def _trilinear_dense(block: np.ndarray, f: np.ndarray, outside: float) -> np.nda
     return out
 
 
-@pytest.mark.parametrize("color_space", ["TRAINER", "LINEAR"])
-def test_cycles_clamps_after_interpolating_signed_values(empty_scene, tmp_path, color_space):
-    """Negative voxel densities and DC values (contract 4 v2) render as max(0, trilinear(·)), per channel."""
+@pytest.mark.parametrize("grid_space, color_space", [("srgb", "TRAINER"), ("srgb", "LINEAR"), ("linear", "LINEAR")])
+def test_cycles_clamps_after_interpolating_signed_values(empty_scene, tmp_path, grid_space, color_space):
+    """Negative voxel densities and DC values (contract 4 v2) render as max(0, trilinear(·)), per channel.
+    An sRGB grid's colours are decoded after that for "LINEAR"; a linear grid's are scene-linear as they are."""
     scene = empty_scene
     res = 8
     rng = np.random.default_rng(5)
@@ -147,7 +148,8 @@ def test_cycles_clamps_after_interpolating_signed_values(empty_scene, tmp_path, 
     coords = idx[inner | shell].astype(np.int32)
     density = np.where(inner[inner | shell], 6.0, -5.0).astype(np.float32)   # negative rim: sharper edges
     dc = rng.uniform(-0.4, 1.3, (len(coords), 3)).astype(np.float32)         # beyond [0, 1] both ways
-    grid = PlenoxGrid(np.array([res] * 3), np.array([[-1.0] * 3, [1.0] * 3]), coords, density, sh_for_color(dc), 0)
+    grid = PlenoxGrid(np.array([res] * 3), np.array([[-1.0] * 3, [1.0] * 3]), coords, density, sh_for_color(dc), 0,
+                      color_space=grid_space)
     write_grid(tmp_path / "signed.npz", grid)
     background = np.array([0.1, 0.2, 0.4])
     result = import_grid(scene, str(tmp_path / "signed.npz"), color_space=color_space)
@@ -171,7 +173,7 @@ def test_cycles_clamps_after_interpolating_signed_values(empty_scene, tmp_path, 
     f = (pts + 1.0) / vox - 0.5
     s = np.maximum(_trilinear_dense(dense_d, f, 0.0), 0.0)
     col = np.maximum(_trilinear_dense(dense_c, f, INACTIVE_COLOR), 0.0)
-    if color_space == "LINEAR":
+    if grid_space == "srgb" and color_space == "LINEAR":
         col = srgb_to_linear(col)
     trans = np.exp(-(np.cumsum(s, -1) * dz - s * dz))
     expected = np.sum((trans * s)[..., None] * col, axis=2) * dz + np.exp(-np.sum(s, -1) * dz)[..., None] * background
@@ -179,7 +181,7 @@ def test_cycles_clamps_after_interpolating_signed_values(empty_scene, tmp_path, 
     s_v1 = _trilinear_dense(np.maximum(dense_d, 0.0), f, 0.0)
     assert np.abs(np.sum(s_v1, -1) - np.sum(s, -1)).max() * dz > 0.5
     value = psnr(image, expected)
-    print(f"signed grid ({color_space}) Cycles vs closed form: {value:.2f} dB")
+    print(f"signed {grid_space} grid ({color_space}) Cycles vs closed form: {value:.2f} dB")
     assert value > 35.0
 
 

@@ -27,13 +27,13 @@ def empty_scene():
     yield bpy.context.scene
 
 
-def grid_with_background(path: str) -> np.ndarray:
+def grid_with_background(path: str, color_space: str = "linear") -> np.ndarray:
     """One faint voxel far below, and a map of red = row / H (top row first), green = column / W."""
     rows, cols = np.meshgrid(np.arange(H, dtype=np.float32), np.arange(W, dtype=np.float32), indexing="ij")
     texels = np.stack((rows / H, cols / W, np.full_like(rows, 0.25)), -1)
     grid = PlenoxGrid(np.array([2, 2, 2]), np.array([[-1.0, -1.0, -9.0], [1.0, 1.0, -8.0]]),
                       np.array([[0, 0, 0]], np.int32), np.array([1e-3], np.float32),
-                      np.zeros((1, 3, 1), np.float32), 0, {}, texels)
+                      np.zeros((1, 3, 1), np.float32), 0, {}, texels, color_space)
     write_grid(path, grid)
     return texels
 
@@ -59,16 +59,17 @@ def look_along(scene, direction: np.ndarray) -> None:
     scene.camera = cam
 
 
-@pytest.mark.parametrize("color_space", ["LINEAR", "SRGB"])
-def test_cycles_sees_the_map_in_every_direction(tmp_path, empty_scene, color_space):
+@pytest.mark.parametrize("grid_space, color_space", [("srgb", "TRAINER"), ("srgb", "LINEAR"), ("linear", "LINEAR")])
+def test_cycles_sees_the_map_in_every_direction(tmp_path, empty_scene, grid_space, color_space):
     scene = empty_scene
     setup_cycles(scene, 4, 4, samples=1)
     path = str(tmp_path / "grid.npz")
-    texels = grid_with_background(path)
-    # With sRGB colours the texels are converted to linear as they go into the image, so Cycles
+    texels = grid_with_background(path, grid_space)
+    # An sRGB grid's texels are converted to linear for "LINEAR" as they go into the image, so Cycles
     # interpolates converted values (the volume's material converts after interpolating: the two
-    # differ only where the map changes within a texel, to second order).
-    shown = texels if color_space == "LINEAR" else srgb_to_linear(texels)
+    # differ only where the map changes within a texel, to second order). A linear grid's are shown as
+    # they are.
+    shown = srgb_to_linear(texels) if (grid_space, color_space) == ("srgb", "LINEAR") else texels
     result = import_grid(scene, path, color_space=color_space)
     assert scene.world.name == WORLD_NAME
     assert result.background == f"world '{WORLD_NAME}': the learnt background ({W}x{H})"

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from scenes import write_sphere_dataset
+from srgb import decode_srgb, encode_srgb, over_in_linear_light
 
 from trainer.io.data import DatasetError, camera_rays, load_dataset
 
@@ -48,12 +49,18 @@ def test_loader_reads_images_intrinsics_and_aabb(sphere_dir: Path) -> None:
     assert torch.allclose(data.train.intrinsics, expected_k.expand(5, 4))
     assert torch.allclose(data.train.c2w[2], torch.tensor(meta["frames"][2]["transform_matrix"], dtype=torch.float32))
     assert data.aabb is not None and torch.equal(data.aabb, torch.tensor([[-1.0] * 3, [1.0] * 3]))
-    # compositing, by hand: straight alpha over the background
+    # compositing, by hand: straight alpha over the background, in linear light (Blender's way)
     rgba = iio.imread(sphere_dir / "test" / "r_1.png").astype(np.float64) / 255
-    expected = rgba[..., :3] * rgba[..., 3:] + np.array([0.2, 0.4, 0.6]) * (1 - rgba[..., 3:])
-    assert np.allclose(data.test.images[1].numpy(), expected, atol=1e-6)
+    bg, a = np.array([0.2, 0.4, 0.6]), rgba[..., 3:]
+    expected = over_in_linear_light(rgba, bg)
+    assert np.allclose(data.test.images[1].numpy(), expected, atol=2e-6)
     assert 0.0 < rgba[..., 3].mean() < 1.0     # the view holds both sphere and background
     assert data.test.paths[1] == sphere_dir / "test" / "r_1.png"
+    # the papers' convention mixes the encoded values
+    encoded = load_dataset(sphere_dir, background=(0.2, 0.4, 0.6), color_space="srgb")
+    assert np.allclose(encoded.test.images[1].numpy(), rgba[..., :3] * a + bg * (1 - a), atol=1e-6)
+    edge = (a[..., 0] > 0.05) & (a[..., 0] < 0.95)
+    assert edge.any() and np.abs(encoded.test.images[1].numpy() - expected)[edge].max() > 0.01
 
 
 @pytest.mark.parametrize("downscale", [1, 2])
@@ -84,12 +91,17 @@ def test_rays_pass_through_projected_points(sphere_dir: Path, downscale: int) ->
         assert np.allclose(o, c2w[view, :3, 3], atol=1e-6)
 
 
-def test_downscale_averages_blocks_and_scales_intrinsics(sphere_dir: Path) -> None:
-    full = load_dataset(sphere_dir)
-    third = load_dataset(sphere_dir, downscale=3)       # 30x20 -> 10x6; the 2 bottom rows are dropped
+@pytest.mark.parametrize("color_space", ["linear", "srgb"])
+def test_downscale_averages_blocks_and_scales_intrinsics(sphere_dir: Path, color_space: str) -> None:
+    full = load_dataset(sphere_dir, color_space=color_space)
+    third = load_dataset(sphere_dir, downscale=3, color_space=color_space)  # 30x20 -> 10x6; 2 bottom rows dropped
     assert (third.train.width, third.train.height) == (10, 6)
-    blocks = full.train.images[:, :18].reshape(5, 6, 3, 10, 3, 3).mean(dim=(2, 4))
-    assert torch.allclose(third.train.images, blocks, atol=1e-6)
+    pixels = full.train.images[:, :18].double().numpy()
+    if color_space == "linear":  # a pixel's light is the mean of its parts' light
+        blocks = encode_srgb(decode_srgb(pixels).reshape(5, 6, 3, 10, 3, 3).mean(axis=(2, 4)))
+    else:
+        blocks = pixels.reshape(5, 6, 3, 10, 3, 3).mean(axis=(2, 4))
+    assert np.allclose(third.train.images.numpy(), blocks, atol=2e-6)
     assert torch.allclose(third.train.intrinsics, full.train.intrinsics / 3)
 
 

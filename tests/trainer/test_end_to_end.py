@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from cli_helpers import error_lines, events, run_trainer
 from scenes import write_sphere_dataset
+from srgb import over_in_linear_light
 
 from trainer.config import PRESETS
 from trainer.io.gridfile import load_grid
@@ -27,8 +28,8 @@ AABB = [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
 
 
 def gt_on_white(path: Path) -> np.ndarray:
-    rgba = iio.imread(path).astype(np.float64) / 255
-    return rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+    """The image on white, mixed in linear light as the trainer's default color_space does."""
+    return over_in_linear_light(iio.imread(path).astype(np.float64) / 255, np.ones(3))
 
 
 def psnr64(a: np.ndarray, b: np.ndarray) -> float:

@@ -24,17 +24,20 @@ def random_grid(n: int = 50, degree: int = 2, seed: int = 0) -> GridData:
                     metadata={"step": 12, "psnr": 30.5, "config": {"steps": 12}})
 
 
-def test_round_trip_is_exact_and_pickle_free(tmp_path: Path) -> None:
+@pytest.mark.parametrize("color_space", ["linear", "srgb"])
+def test_round_trip_is_exact_and_pickle_free(tmp_path: Path, color_space: str) -> None:
     grid = random_grid()
+    grid.color_space = color_space
     save_grid(tmp_path / "g.npz", grid)
     with np.load(tmp_path / "g.npz", allow_pickle=False) as raw:
-        assert str(raw["format"]) == "blender_plenox.grid" and int(raw["version"]) == 2
+        assert str(raw["format"]) == "blender_plenox.grid" and int(raw["version"]) == 3
         assert raw["coords"].dtype == np.int32 and raw["aabb"].dtype == np.float64
         assert raw["resolution"].dtype == np.int64 and raw["sh"].dtype == np.float32
+        assert str(raw["color_space"]) == color_space
     back = load_grid(tmp_path / "g.npz")
     for key in ("resolution", "aabb", "coords", "density", "sh"):
         assert np.array_equal(getattr(back, key), getattr(grid, key)), key
-    assert back.sh_degree == 2 and back.metadata == grid.metadata
+    assert back.sh_degree == 2 and back.metadata == grid.metadata and back.color_space == color_space
     assert [p.name for p in tmp_path.iterdir()] == ["g.npz"]
 
 
@@ -55,6 +58,7 @@ def test_version_1_and_2_files_both_read_with_signed_densities(tmp_path: Path) -
     for version, density in ((1, np.abs(np.array(GRID_DENSITY, np.float32))), (2, signed)):
         path = _write(tmp_path / f"v{version}.npz", version=np.array(version), density=density)
         assert np.array_equal(load_grid(path).density, density)
+        assert load_grid(path).color_space == "srgb"  # every grid before version 3 mixed encoded colours
 
 
 def _write(path: Path, **changes: object) -> Path:
@@ -65,7 +69,9 @@ def _write(path: Path, **changes: object) -> Path:
 
 @pytest.mark.parametrize("changes, message", [
     ({"format": np.array("something.else")}, "format is 'something.else'"),
-    ({"version": np.array(3)}, "version 3 is newer"),
+    ({"version": np.array(4)}, "version 4 is newer"),
+    ({"version": np.array(3)}, "version 3 needs a color_space"),
+    ({"version": np.array(3), "color_space": np.array("rec2020")}, "color_space must be one of linear, srgb"),
     ({"version": np.array(0)}, "version 0 is not a valid"),
     ({"density": None}, "missing density"),
     ({"coords": np.array([[0, 0, 0], [4, 0, 0], [1, 2, 3], [2, 2, 3], [1, 3, 0]], np.int32)}, "outside"),

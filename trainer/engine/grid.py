@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from trainer.engine.colour import SRGB
 from trainer.engine.sh import num_coeffs
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ class SparseGrid:
         self.sh_degree = sh_degree
         # what rays see beyond the grid, when it is learnt (trainer.engine.background); None: a fixed colour
         self.background_map: torch.Tensor | None = None
+        # where its colours mix (trainer.engine.colour): "linear" like Blender, or "srgb" (grids from before)
+        self.color_space: str = SRGB
         # Caches: links never change after construction (pruning and upsampling build a new grid).
         self._occupancy: tuple[int, torch.Tensor, torch.Tensor] | None = None
         self._cells = torch.zeros((0, 0, 0), dtype=torch.bool)
@@ -301,6 +304,7 @@ class SparseGrid:
             metadata=metadata if isinstance(metadata, dict) else json.loads(metadata),
             background_map=(None if self.background_map is None else
                             self.background_map.detach().cpu().numpy().astype(np.float32)),
+            color_space=self.color_space,
         )
 
     @classmethod
@@ -317,6 +321,7 @@ class SparseGrid:
         )
         if data.background_map is not None:
             grid.background_map = torch.as_tensor(np.asarray(data.background_map, dtype=np.float32)).to(device)
+        grid.color_space = data.color_space
         return grid
 
     def state_dict(self) -> dict[str, Any]:
@@ -337,6 +342,7 @@ class SparseGrid:
             "aabb": self.aabb.cpu().clone(),
             "sh_degree": self.sh_degree,
             "background_map": None if self.background_map is None else self.background_map.detach().cpu().clone(),
+            "color_space": self.color_space,
         }
 
     @classmethod
@@ -357,6 +363,7 @@ class SparseGrid:
         )
         if state.get("background_map") is not None:
             grid.background_map = state["background_map"].to(device)
+        grid.color_space = str(state.get("color_space", SRGB))  # checkpoints from before mixed in sRGB
         return grid
 
 

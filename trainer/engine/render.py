@@ -19,6 +19,7 @@ import torch
 
 from trainer.io.data import camera_rays
 from trainer.engine.background import environment_colours
+from trainer.engine.colour import to_display, to_light
 from trainer.engine.grid import SparseGrid, trilinear
 from trainer.engine.sh import C0, num_coeffs, sh_basis, sh_to_rgb
 
@@ -297,15 +298,19 @@ def render_rays(
     background: Sequence[float] | torch.Tensor,
     opts: RenderOptions,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Colour [B, 3] and accumulated opacity [B] of rays (world space, unit directions).
+    """Colour [B, 3] in the grid's light (grid.color_space; trainer.engine.colour.to_display encodes it)
+    and accumulated opacity [B] of rays (world space, unit directions). `background` is an encoded colour,
+    as an image holds it.
 
     Differentiable with respect to grid.density and grid.sh when they require gradients. A grid with a
     learnt background (grid.background_map) shows that behind it instead of `background`.
     """
     s = visible_samples(grid.density, sample_rays(grid, origins, dirs, opts), opts)
     dp = density_pass(grid.density, s.rows, s)
-    if grid.background_map is not None:  # a learnt background replaces the colour
+    if grid.background_map is not None:  # a learnt background replaces the colour; its texels are light
         background = environment_colours(grid.background_map, dirs)
+    else:
+        background = to_light(torch.as_tensor(background, dtype=torch.float32, device=grid.device), grid.color_space)
     rgb = color_pass(
         grid.sh, s.rows, s.corner_w, s.ray_id, dp.weight, dirs, dp.t_final, background, grid.sh_degree, opts.dc_only
     )
@@ -328,7 +333,8 @@ def render_image(
 ) -> torch.Tensor:
     """Renders one view [H, W, 3] (no gradients); c2w [4, 4] OpenGL axes, intrinsics fx, fy, cx, cy.
     supersample n: each pixel is the mean of n x n rays on a stratified grid over its area (a box
-    filter, as the loader's area downscale), instead of the one ray through its centre."""
+    filter, as the loader's area downscale), instead of the one ray through its centre; the mean is taken
+    in the grid's light, then encoded, as Blender's pixel filter does."""
     opts = RenderOptions(**{**(opts or RenderOptions()).__dict__, "dc_only": dc_only})
     out = torch.zeros((height * width, 3), device=grid.device)
     points = [((a + 0.5) / supersample, (b + 0.5) / supersample) for b in range(supersample) for a in range(supersample)]
@@ -336,7 +342,7 @@ def render_image(
         origins, dirs = camera_rays(c2w[None], intrinsics[None], width, height, grid.device, offset)
         for s in range(0, origins.shape[0], chunk):
             out[s : s + chunk] += render_rays(grid, origins[s : s + chunk], dirs[s : s + chunk], background, opts)[0]
-    return (out / len(points)).reshape(height, width, 3).clamp(0.0, 1.0)
+    return to_display(out / len(points), grid.color_space).reshape(height, width, 3).clamp(0.0, 1.0)
 
 
 @torch.no_grad()

@@ -63,7 +63,9 @@ def upsample(
             d, c = grid.interpolate(offset + (fine[s : s + chunk].float() + 0.5) * ratio, clamp=True)
             density[s : s + chunk] = d
             sh[s : s + chunk] = c
-    return SparseGrid.from_coords(new_res, fine, density, sh, new_box, grid.sh_degree)
+    new = SparseGrid.from_coords(new_res, fine, density, sh, new_box, grid.sh_degree)
+    new.color_space = grid.color_space
+    return new
 
 
 def fitted_box(grid: SparseGrid, side: int, margin: int = 1) -> tuple[torch.Tensor, tuple[int, int, int]]:
@@ -106,6 +108,7 @@ def prune(grid: SparseGrid, keep: torch.Tensor, dilate: int = 1) -> tuple[Sparse
             grid.aabb,
             grid.sh_degree,
         )
+        new.color_space = grid.color_space
     return new, old_rows
 
 

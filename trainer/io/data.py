@@ -26,6 +26,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from trainer.engine.colour import to_display, to_light
 from trainer.io.lens import (
     LENS_COLUMNS,
     MODEL_FISHEYE,
@@ -222,9 +223,18 @@ def _intrinsics(frame: _Frame, width: int, height: int) -> tuple[float, ...]:
     return pinhole if lens is None else pinhole + lens
 
 
-def _read_image(path: Path, background: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """float32 [H, W, 3] in [0, 1], alpha composited over `background` (straight, not premultiplied),
-    and the alpha [H, W, 1] when the image has one."""
+def _decode(img: np.ndarray, color_space: str) -> np.ndarray:
+    return to_light(torch.from_numpy(img), color_space).numpy()
+
+
+def _encode(img: np.ndarray, color_space: str) -> np.ndarray:
+    return to_display(torch.from_numpy(img), color_space).clamp(0.0, 1.0).numpy()
+
+
+def _read_image(path: Path, background: np.ndarray, color_space: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """float32 [H, W, 3] in [0, 1], alpha composited over `background` (straight, not premultiplied) in
+    the light `color_space` names (as Blender composites a film over a world, in "linear"), and the alpha
+    [H, W, 1] when the image has one."""
     try:
         with warnings.catch_warnings():  # imageio tries every plugin on a bad file; their deprecation noise
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -248,7 +258,8 @@ def _read_image(path: Path, background: np.ndarray) -> tuple[np.ndarray, np.ndar
     alpha = None
     if channels in (2, 4):
         alpha = img[:, :, -1:]
-        colour = colour * alpha + background * (1.0 - alpha)
+        mixed = _decode(colour, color_space) * alpha + _decode(background, color_space) * (1.0 - alpha)
+        colour = _encode(mixed.astype(np.float32), color_space)
     return np.ascontiguousarray(colour, dtype=np.float32), alpha
 
 
@@ -262,14 +273,16 @@ def _area_downscale(img: np.ndarray, factor: int) -> np.ndarray:
     return blocks.mean(axis=(1, 3), dtype=np.float32)
 
 
-def _load_split(name: str, frames: list[_Frame], downscale: int, background: np.ndarray) -> Split:
+def _load_split(name: str, frames: list[_Frame], downscale: int, background: np.ndarray, color_space: str) -> Split:
     def load(frame: _Frame) -> tuple[np.ndarray, tuple[int, int], tuple[float, ...], np.ndarray | None]:
         assert frame.image is not None  # missing images were filtered out before
-        img, alpha = _read_image(frame.image, background)
+        img, alpha = _read_image(frame.image, background, color_space)
         h, w = img.shape[:2]
         if alpha is not None:  # 1 byte a pixel: the training loop only needs it to about 1/255
             alpha = np.round(_area_downscale(alpha, downscale)[:, :, 0] * 255).astype(np.uint8)
-        return _area_downscale(img, downscale), (w, h), _intrinsics(frame, w, h), alpha
+        if downscale > 1:  # a pixel's light is the mean of its parts' light (a camera's, Blender's filter)
+            img = _encode(_area_downscale(_decode(img, color_space), downscale), color_space)
+        return img, (w, h), _intrinsics(frame, w, h), alpha
 
     workers = min(8, os.cpu_count() or 1, len(frames))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -356,7 +369,9 @@ def _test_frames(root: Path, notes: list[str]) -> tuple[Path | None, dict[str, A
 
 
 def load_dataset(root: Path, downscale: int = 1,
-                 background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Dataset:
+                 background: tuple[float, float, float] = (1.0, 1.0, 1.0), color_space: str = "linear") -> Dataset:
+    """`color_space`: the light images with alpha are composited on `background` in and `downscale`
+    averages in (trainer/engine/colour.py); the images are kept encoded either way."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset directory")
@@ -402,8 +417,8 @@ def load_dataset(root: Path, downscale: int = 1,
     ngp = next((b for b in (_parse_ngp_box(p, m) for p, m in zip((train_file, test_file), metas)) if b is not None),
                None)
     bg = np.asarray(background, dtype=np.float32).reshape(3)
-    return Dataset(root=root, train=_load_split("train", frames, downscale, bg),
-                   test=_load_split("test", test_frames, downscale, bg), aabb=aabb,
+    return Dataset(root=root, train=_load_split("train", frames, downscale, bg, color_space),
+                   test=_load_split("test", test_frames, downscale, bg, color_space), aabb=aabb,
                    background=(float(bg[0]), float(bg[1]), float(bg[2])), ngp_box=ngp, notes=notes)
 
 

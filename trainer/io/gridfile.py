@@ -3,7 +3,9 @@
 numpy only, so that anything with numpy can read it. Samples lie at cell centres:
 p(i, j, k) = aabb_min + (ijk + 0.5) * (aabb_max - aabb_min) / resolution.
 Version 2 stores raw signed densities; the field is max(0, trilinear(density)). Version 1 files (densities
->= 0) read unchanged, since the same rule gives their field too.
+>= 0) read unchanged, since the same rule gives their field too. Version 3 adds `color_space`: "linear"
+when the colours (and a background map) are linear light that mixes along rays as Blender mixes it,
+"srgb" when they are encoded values that mix as they are; versions 1 and 2 are "srgb".
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from trainer.io.atomic import atomic_path
 
 FORMAT_NAME = "blender_plenox.grid"
 KEYS = ("format", "version", "resolution", "aabb", "coords", "density", "sh", "sh_degree", "metadata")
-BACKGROUND_KEY = "background_map"  # optional; readers that do not know it ignore it (version stays 2)
+BACKGROUND_KEY = "background_map"  # optional; readers that do not know it ignore it
+COLOR_SPACE_KEY = "color_space"  # version 3 on; older files are "srgb"
+COLOR_SPACES = ("linear", "srgb")
 
 
 class GridFileError(ValueError):
@@ -41,6 +45,8 @@ class GridData:
     # optional: a learnt background, float32 [H, W, 3] colours in [0, 1], equirectangular with the top row
     # first (trainer/engine/background.py has the mapping, which is Blender's Environment Texture's)
     background_map: np.ndarray | None = None
+    # "linear" or "srgb": where the colours above (and background_map's) mix; trainer/engine/colour.py
+    color_space: str = "srgb"
 
     @property
     def voxel_size(self) -> np.ndarray:
@@ -90,6 +96,8 @@ def _problem(grid: GridData) -> str | None:
         return "sh has non-finite values"
     if not isinstance(grid.metadata, dict):
         return "metadata must be a JSON object"
+    if grid.color_space not in COLOR_SPACES:
+        return f"color_space must be one of {', '.join(COLOR_SPACES)}, got {grid.color_space!r}"
     bg = grid.background_map
     if bg is not None:
         if bg.ndim != 3 or bg.shape[2] != 3 or bg.shape[0] < 1 or bg.shape[1] < 1 or bg.dtype.kind != "f":
@@ -115,6 +123,7 @@ def save_grid(path: Path, grid: GridData) -> None:
         "sh": np.ascontiguousarray(grid.sh, dtype=np.float32),
         "sh_degree": np.array(int(grid.sh_degree), dtype=np.int64),
         "metadata": np.array(json.dumps(grid.metadata, default=str, allow_nan=False)),
+        COLOR_SPACE_KEY: np.array(grid.color_space),
     }
     if grid.background_map is not None:
         arrays[BACKGROUND_KEY] = np.ascontiguousarray(grid.background_map, dtype=np.float32)
@@ -136,6 +145,7 @@ def load_grid(path: Path) -> GridData:
                 raise GridFileError(f"{path}: not a blender_plenox grid file (missing {', '.join(missing)})")
             arrays = {k: npz[k] for k in KEYS}
             background = npz[BACKGROUND_KEY] if BACKGROUND_KEY in npz.files else None
+            color_space = npz[COLOR_SPACE_KEY] if COLOR_SPACE_KEY in npz.files else None
     except GridFileError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, io.UnsupportedOperation) as e:
@@ -150,6 +160,12 @@ def load_grid(path: Path) -> GridData:
         raise GridFileError(f"{path}: grid format version {int(version)} is newer than this reader ({GRID_VERSION})")
     if int(version) < 1:
         raise GridFileError(f"{path}: grid format version {int(version)} is not a valid version")
+    if int(version) >= 3:
+        if color_space is None or color_space.shape != () or color_space.dtype.kind != "U":
+            raise GridFileError(f"{path}: version {int(version)} needs a color_space string")
+        space = str(color_space)
+    else:
+        space = "srgb"  # what every grid before version 3 was trained in
     degree = arrays["sh_degree"]
     if degree.shape != () or degree.dtype.kind not in "iu":
         raise GridFileError(f"{path}: sh_degree must be an integer scalar")
@@ -159,7 +175,7 @@ def load_grid(path: Path) -> GridData:
         raise GridFileError(f"{path}: metadata is not JSON ({e})") from e
     grid = GridData(resolution=arrays["resolution"], aabb=arrays["aabb"], coords=arrays["coords"],
                     density=arrays["density"], sh=arrays["sh"], sh_degree=int(degree), metadata=metadata,
-                    background_map=background)
+                    background_map=background, color_space=space)
     problem = _problem(grid)
     if problem:
         raise GridFileError(f"{path}: {problem}")
@@ -188,6 +204,7 @@ def grid_summary(grid: GridData) -> dict[str, Any]:
         "density_mean": float(grid.density.mean()) if n else 0.0,
         "background": ("learnt environment map {}x{}".format(*grid.background_map.shape[1::-1])
                        if grid.background_map is not None else "a fixed colour"),
+        "color_space": grid.color_space,
     }
     for key in ("step", "psnr", "created", "trainer_version"):
         if key in grid.metadata:

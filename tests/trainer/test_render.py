@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from srgb import decode_srgb, encode_srgb
+
 from trainer.engine.grid import SparseGrid
 from trainer.engine.render import RenderOptions, ray_box, render_image, render_rays, segment_transmittance
 from trainer.engine.sh import C0
@@ -48,6 +50,28 @@ def test_constant_density_box_matches_closed_form() -> None:
                 expect = (1.0 - t) * colour + t * torch.tensor(BG)
                 atol = 1e-5 if stop == 0.0 else 2e-3
                 torch.testing.assert_close(rgb, expect.expand(4, 3), atol=atol, rtol=0)
+
+
+def test_a_linear_grid_mixes_light_and_its_images_encode_the_mix() -> None:
+    """color_space "linear": the ray sums linear colours and the decoded background; render_image encodes
+    the pixel's mean (reference: the standard sRGB curve in float64 numpy, tests/fixtures/srgb.py)."""
+    sh_dc, sigma, bg = (1.0, -0.5, 0.2), 2.0, (0.2, 0.3, 0.9)
+    grid = box_grid(sigma, sh_dc, sparse=False)
+    grid.color_space = "linear"
+    colour = np.maximum(np.array(sh_dc) * C0 + 0.5, 0.0)
+    t = math.exp(-sigma * 0.6)
+    light = (1.0 - t) * colour + t * decode_srgb(np.array(bg))
+    o, d = torch.tensor([[-1.0, 0.55, 0.65]]), torch.tensor([[1.0, 0.0, 0.0]])
+    rgb, _ = render_rays(grid, o, d, bg, RenderOptions())
+    np.testing.assert_allclose(rgb[0].numpy(), light, atol=1e-5)
+    # one pixel of an orthographic-like narrow camera along -z through the same kind of ray
+    c2w = torch.eye(4)
+    c2w[:3, 3] = torch.tensor([0.55, 0.65, 5.0])
+    k = torch.tensor([1e4, 1e4, 0.5, 0.5])
+    img = render_image(grid, c2w, k, 1, 1, bg, supersample=2)
+    np.testing.assert_allclose(img[0, 0].numpy(), encode_srgb(light), atol=1e-4)
+    # mixing the encoded values instead is visibly different here
+    assert np.abs(encode_srgb(light) - ((1.0 - t) * encode_srgb(colour) + t * np.array(bg))).max() > 0.02
 
 
 def test_rays_that_miss_show_the_background() -> None:

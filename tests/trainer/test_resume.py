@@ -70,6 +70,26 @@ def test_resume_and_force_together_are_refused(tmp_path: Path) -> None:
     assert result.returncode == 2 and error_lines(result.stderr) == ["error: --resume and --force: choose one"]
 
 
+def test_a_run_from_before_linear_light_resumes_only_in_its_own_colour_space(tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "run"
+    write_sphere_dataset(data, n_train=6, n_test=1, width=16, height=16, aabb=[[-1] * 3, [1] * 3])
+    settings = [a for s in (*SETTINGS, "steps=20", "color_space=srgb") for a in ("--set", s)]
+    first = run_trainer("train", "--data", data, "--out", out, "--preset", "tiny", "--progress", "none", *settings)
+    assert first.returncode == 0, first.stderr
+    # an older run's config.json has no color_space, which now defaults to linear
+    config = json.loads((out / "config.json").read_text())
+    del config["color_space"]
+    (out / "config.json").write_text(json.dumps(config))
+    refused = run_trainer("train", "--out", out, "--resume", "--progress", "none", "--set", "steps=30")
+    assert refused.returncode == 1
+    assert error_lines(refused.stderr) == [
+        "error: checkpoint: its grid mixes colours in srgb, the config says linear; resume with --set color_space=srgb"]
+    resumed = run_trainer("train", "--out", out, "--resume", "--progress", "none", "--set", "steps=30",
+                          "--set", "color_space=srgb")
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_grid(out / "grid.npz").color_space == "srgb"
+
+
 # Windows' CTRL_BREAK (SIGBREAK, the add-on's cancel there) cannot be raised here: an unused POSIX
 # signal stands in for it, set as signal.SIGBREAK before the trainer starts.
 needs_sigusr1 = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="simulates SIGBREAK with SIGUSR1")

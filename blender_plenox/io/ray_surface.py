@@ -21,11 +21,11 @@ silhouettes (_depth_at), so the field is smooth where the surface is.
 What no camera saw has no depth to place it by: under an object standing on a base, every camera's
 ray stops on the base's top, and the space behind reaches as far as the block does, a few voxels or
 a hundred below the base's real bottom. So nothing counts as inside beyond the convex hull of the
-points where the rays stopped (a polytope of many directions, hull_distance): the field is at least
-the distance outside it, so that the fill (HIDDEN_MARGIN behind the hull as behind every camera's
-depth) closes a surface no camera saw flat across the last points the cameras saw (a base's bottom
-across its lowest seen rim), instead of wherever the grid happens to end. The hull only ever takes
-away from the fill: the points it spans are all on or in front of the surfaces the cameras saw.
+points where the rays stopped (a polytope of many directions, hull_distance; as far out in each
+direction as AGREE cameras saw), so that the fill closes a surface no camera saw flat across the
+last points the cameras saw (a base's bottom across its lowest seen rim), instead of wherever the
+block happens to end. The hull only ever takes away from the fill: its points are all stops, on or
+in front of what the cameras saw.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ AGREE = 2  # cameras that must see through a voxel for it to count as seen throu
 DEPTH_JUMP = 2.0  # voxels: neighbouring pixels' depths further apart than this straddle a silhouette
 HULL_SPIRAL = 300  # directions of the hull's polytope besides the grid's 26 neighbour directions
 HULL_CHUNK = 1 << 16  # samples per matrix product against the hull's directions (bounded memory)
+HIDDEN_MARGIN = 1.0  # voxels behind every camera's surface from which space counts as inside
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,10 @@ def hull_distance(points: np.ndarray, support: np.ndarray, directions: np.ndarra
 
 def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity: float = 0.5) -> np.ndarray:
     """Per sample of the block (its shape, float32, voxels): how far in front of the surface the
-    cameras saw it lies (module docstring), clamped to ±FIELD_CLAMP; > 0 outside, < 0 inside; and
-    never less than the distance outside the convex hull of the points the rays stopped at."""
+    cameras saw it lies (module docstring), clamped to ±FIELD_CLAMP; > 0 outside, < 0 inside. Never
+    less than the distance outside the convex hull of the points the rays stopped at, less
+    HIDDEN_MARGIN: the fill, which begins that margin behind the surfaces the cameras saw, ends at
+    the hull itself, flush with the last points they saw."""
     shape = block.density.shape
     points = (block.origin + np.indices(shape).reshape(3, -1).T * block.voxel_size).astype(np.float32)
     voxel = float(block.voxel_size.min())
@@ -193,7 +196,9 @@ def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity
     # not hollow out the whole object behind it
     top = np.full((AGREE, len(points)), -np.inf, np.float32)
     directions = hull_directions()
-    support = np.full(len(directions), -np.inf, np.float32)  # of the points where rays stopped
+    # per direction, the AGREE largest supports of single cameras' stops, largest first: one
+    # camera's stray ray (a floater) does not stretch the hull
+    support = np.full((AGREE, len(directions)), -np.inf, np.float32)
     # bounded work: every few cameras up to MAX_CAMERAS, at most a pixel per voxel of the block's
     # longest side (finer pixels see no more of a field this coarse) and MAX_RAYS rays in all
     cameras = cameras[:: -(-len(cameras) // MAX_CAMERAS) or 1]
@@ -205,7 +210,8 @@ def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity
         stopped = np.isfinite(hits)
         if stopped.any():
             ends = (origin + dirs[stopped] * hits[stopped, None]).astype(np.float32)
-            support = np.maximum(support, (ends @ directions.T).max(axis=0))
+            reach = (ends @ directions.T).max(axis=0)
+            support = np.sort(np.vstack([support, reach]), axis=0)[::-1][:AGREE]
         hits = hits.reshape(cam.height, cam.width)
         # a voxel some camera already saw FIELD_CLAMP voxels in front of its surface is decided
         todo = np.flatnonzero(top[-1] < FIELD_CLAMP)
@@ -230,8 +236,9 @@ def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity
     dense = block.density.ravel() >= level
     best[unseen] = np.where(dense[unseen], -FIELD_CLAMP, FIELD_CLAMP)
     near = np.flatnonzero(best < FIELD_CLAMP)  # the rest is outside already, whatever the hull says
-    if np.isfinite(support).all():  # some ray stopped: nothing beyond what they saw is inside
-        best[near] = np.maximum(best[near], hull_distance(points[near], support, directions) / np.float32(voxel))
+    if np.isfinite(support[-1]).all():  # AGREE cameras' rays stopped: nothing beyond is inside
+        outside = hull_distance(points[near], support[-1], directions) / np.float32(voxel)
+        best[near] = np.maximum(best[near], outside - np.float32(HIDDEN_MARGIN))
     return np.clip(best, -FIELD_CLAMP, FIELD_CLAMP).reshape(shape)
 
 
@@ -250,8 +257,6 @@ def training_cameras(dataset: str | None) -> list[PinholeCamera]:
     return [PinholeCamera(np.asarray(c.matrix_world, np.float64), c.fl_x, c.fl_y, c.cx, c.cy, *c.lens.resolution)
             for c in train]
 
-
-HIDDEN_MARGIN = 1.0  # voxels behind every camera's surface from which space counts as inside
 
 
 def fill_hidden(density: np.ndarray, level: float, field: np.ndarray) -> np.ndarray:

@@ -147,16 +147,15 @@ def test_hidden_inner_wall_is_removed() -> None:
 
 def test_fill_closes_an_unseen_underside_at_the_last_seen_points() -> None:
     """No camera sees under the open box, down to the block's bottom 9 voxels below it; the lowest
-    points the cameras saw are on its side walls' bottom edge (z = −0.4), so the fill ends there: solid
-    up to a voxel and a half above that edge (HIDDEN_MARGIN inside the hull, plus where a grazing ray
-    stops on the two-voxel wall), nothing below it."""
+    points the cameras saw are on its side walls' bottom edge (z = −0.4, between two rows of samples),
+    so the fill ends there, flush: solid from the first row above it, nothing below it."""
     level = density_for_opacity(0.3, H)
     density, _ = open_box(wall=False)
     cameras = ring_cameras([0.3, 0.8]) + [look_at(np.array([0.0, 0.0, 3.5]))]
     carved = fill_hidden(density, level, seen_field(block(density), cameras, level))
     p = sample_points()
     under = np.all(np.abs(p[..., :2]) < 0.5 - 3 * H, axis=-1)  # away from the side walls
-    assert np.all(carved[under & (p[..., 2] > -0.4 + 1.5 * H) & (p[..., 2] < 0.5 - 2 * H)] >= level)
+    assert np.all(carved[under & (p[..., 2] > -0.4) & (p[..., 2] < 0.5 - 2 * H)] >= level)
     assert np.all(carved[under & (p[..., 2] < -0.4)] < level)
 
 

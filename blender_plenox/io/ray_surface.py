@@ -178,7 +178,8 @@ def hull_distance(points: np.ndarray, support: np.ndarray, directions: np.ndarra
     than the true distance, so its zero level is the polytope's boundary."""
     out = np.empty(len(points), np.float32)
     for start in range(0, len(points), HULL_CHUNK):  # chunks of samples, each one matrix product
-        out[start:start + HULL_CHUNK] = (points[start:start + HULL_CHUNK] @ directions.T - support).max(axis=1)
+        chunk = slice(start, start + HULL_CHUNK)
+        out[chunk] = (points[chunk] @ directions.T - support).max(axis=1)
     return out
 
 

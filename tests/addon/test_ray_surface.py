@@ -159,6 +159,28 @@ def test_fill_closes_an_unseen_underside_at_the_last_seen_points() -> None:
     assert np.all(carved[under & (p[..., 2] < -0.4)] < level)
 
 
+def test_one_camera_alone_does_not_stretch_the_hull() -> None:
+    """A small ball under the open box (2.5 voxels below it), which the box hides from every camera
+    above (none lower than 46°); one camera from below sees it. The space between the box and the ball is hidden (one camera is not AGREE), and
+    with the ball's stops the hull would take it in; a single camera's stops do not count, so the
+    fill still ends at the box's bottom."""
+    level = density_for_opacity(0.3, H)
+    density, _ = open_box(wall=False)
+    p = sample_points()
+    ball = np.linalg.norm(p - [0.0, 0.0, -0.65], axis=-1) < 2.5 * H
+    density = np.where(ball, 4.0 * level, density).astype(np.float32)
+    above = ring_cameras([0.8, 1.2]) + [look_at(np.array([0.0, 0.0, 3.5]))]
+    gap = (np.max(np.abs(p[..., :2]), axis=-1) < 0.1) & (p[..., 2] > -0.48) & (p[..., 2] < -0.4)
+    one = [look_at(np.array([0.0, 0.0, -3.5]))]
+    alone = fill_hidden(density, level, seen_field(block(density), above + one, level))
+    assert np.all(alone[gap] < level)
+    assert np.all(alone[ball] >= level)  # the ball itself stays, as the density has it
+    # two cameras from below do count: the hull reaches down to the ball and the gap is inside it
+    below = [look_at(np.array([x, 0.0, -3.5])) for x in (-0.3, 0.3)]
+    seen_twice = fill_hidden(density, level, seen_field(block(density), above + below, level))
+    assert np.all(seen_twice[gap] >= level)
+
+
 def test_hull_of_a_cube_is_the_cube() -> None:
     """The polytope holds the 26 neighbour directions: for a cube's corners it is the cube, and the
     field is the distance to the face, edge or corner along those directions, never more than the

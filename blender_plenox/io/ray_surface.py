@@ -17,6 +17,15 @@ through it, negative where every camera (but one) that looks there had already b
 inside of solids and what lies behind them. Voxels that fewer than AGREE cameras' images hold keep the
 density's own verdict. d_c is interpolated bilinearly between pixel centres except across
 silhouettes (_depth_at), so the field is smooth where the surface is.
+
+What no camera saw has no depth to place it by: under an object standing on a base, every camera's
+ray stops on the base's top, and the space behind reaches as far as the block does, a few voxels or
+a hundred below the base's real bottom. So nothing counts as inside beyond the convex hull of the
+points where the rays stopped (a polytope of many directions, hull_distance; as far out in each
+direction as AGREE cameras saw), so that the fill closes a surface no camera saw flat across the
+last points the cameras saw (a base's bottom across its lowest seen rim), instead of wherever the
+block happens to end. The hull only ever takes away from the fill: its points are all stops, on or
+in front of what the cameras saw.
 """
 
 from __future__ import annotations
@@ -31,6 +40,9 @@ MAX_CAMERAS = 64  # evenly picked from the training cameras: enough to see all r
 MAX_RAYS = 1_000_000  # in all (the demo: 53 cameras of 100 × 100 pixels, 530 k)
 AGREE = 2  # cameras that must see through a voxel for it to count as seen through
 DEPTH_JUMP = 2.0  # voxels: neighbouring pixels' depths further apart than this straddle a silhouette
+HULL_SPIRAL = 300  # directions of the hull's polytope besides the grid's 26 neighbour directions
+HULL_CHUNK = 1 << 16  # samples per matrix product against the hull's directions (bounded memory)
+HIDDEN_MARGIN = 1.0  # voxels behind every camera's surface from which space counts as inside
 
 
 @dataclass(frozen=True)
@@ -144,9 +156,39 @@ def _at_most(cam: PinholeCamera, side: int) -> PinholeCamera:
     return PinholeCamera(cam.matrix_world, cam.fl_x * sx, cam.fl_y * sy, cam.cx * sx, cam.cy * sy, w, h)
 
 
+def hull_directions(spiral: int = HULL_SPIRAL) -> np.ndarray:
+    """Unit normals (N, 3) of the polytope that stands for a convex hull (a k-DOP): the grid's 26
+    neighbour directions, so that axis-aligned floors and walls are cut exactly, and a golden spiral
+    over the sphere between them (with 300: no direction more than 8.4° from one of them, so that the
+    polytope lies within 1.1 % of a round hull's radius outside it)."""
+    lattice = np.indices((3, 3, 3)).reshape(3, -1).T - 1.0
+    lattice = lattice[np.any(lattice != 0, axis=1)]
+    k = np.arange(spiral) + 0.5
+    z = 1.0 - 2.0 * k / spiral
+    phi = np.pi * (1.0 + np.sqrt(5.0)) * k
+    ring = np.sqrt(1.0 - z * z)
+    dirs = np.concatenate([lattice / np.linalg.norm(lattice, axis=1, keepdims=True),
+                           np.stack([ring * np.cos(phi), ring * np.sin(phi), z], axis=1)])
+    return dirs.astype(np.float32)
+
+
+def hull_distance(points: np.ndarray, support: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Signed distance-like field of the polytope {p : d·p ≤ support(d) for every direction d} at
+    points (N, 3): max_d (d·p − support(d)), > 0 outside. Exact on its faces' normals, and never more
+    than the true distance, so its zero level is the polytope's boundary."""
+    out = np.empty(len(points), np.float32)
+    for start in range(0, len(points), HULL_CHUNK):  # chunks of samples, each one matrix product
+        chunk = slice(start, start + HULL_CHUNK)
+        out[chunk] = (points[chunk] @ directions.T - support).max(axis=1)
+    return out
+
+
 def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity: float = 0.5) -> np.ndarray:
     """Per sample of the block (its shape, float32, voxels): how far in front of the surface the
-    cameras saw it lies (module docstring), clamped to ±FIELD_CLAMP; > 0 outside, < 0 inside."""
+    cameras saw it lies (module docstring), clamped to ±FIELD_CLAMP; > 0 outside, < 0 inside. Never
+    less than the distance outside the convex hull of the points the rays stopped at, less
+    HIDDEN_MARGIN: the fill, which begins that margin behind the surfaces the cameras saw, ends at
+    the hull itself, flush with the last points they saw."""
     shape = block.density.shape
     points = (block.origin + np.indices(shape).reshape(3, -1).T * block.voxel_size).astype(np.float32)
     voxel = float(block.voxel_size.min())
@@ -154,6 +196,10 @@ def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity
     # cameras saw through it, so one ray slipping through a pinhole of a thin trained shell does
     # not hollow out the whole object behind it
     top = np.full((AGREE, len(points)), -np.inf, np.float32)
+    directions = hull_directions()
+    # per direction, the AGREE largest supports of single cameras' stops, largest first: one
+    # camera's stray ray (a floater) does not stretch the hull
+    support = np.full((AGREE, len(directions)), -np.inf, np.float32)
     # bounded work: every few cameras up to MAX_CAMERAS, at most a pixel per voxel of the block's
     # longest side (finer pixels see no more of a field this coarse) and MAX_RAYS rays in all
     cameras = cameras[:: -(-len(cameras) // MAX_CAMERAS) or 1]
@@ -161,7 +207,13 @@ def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity
     cameras = [_at_most(c, side) for c in cameras]
     for cam in cameras:  # each vectorised over rays and voxels
         origin, dirs = _rays(cam)
-        hits = surface_distances(block, np.broadcast_to(origin, dirs.shape), dirs, opacity).reshape(cam.height, cam.width)
+        hits = surface_distances(block, np.broadcast_to(origin, dirs.shape), dirs, opacity)
+        stopped = np.isfinite(hits)
+        if stopped.any():
+            ends = (origin + dirs[stopped] * hits[stopped, None]).astype(np.float32)
+            reach = (ends @ directions.T).max(axis=0)
+            support = np.sort(np.vstack([support, reach]), axis=0)[::-1][:AGREE]
+        hits = hits.reshape(cam.height, cam.width)
         # a voxel some camera already saw FIELD_CLAMP voxels in front of its surface is decided
         todo = np.flatnonzero(top[-1] < FIELD_CLAMP)
         rel = points[todo] - origin.astype(np.float32)
@@ -184,6 +236,10 @@ def seen_field(block: Block, cameras: list[PinholeCamera], level: float, opacity
     unseen = ~np.isfinite(best)
     dense = block.density.ravel() >= level
     best[unseen] = np.where(dense[unseen], -FIELD_CLAMP, FIELD_CLAMP)
+    near = np.flatnonzero(best < FIELD_CLAMP)  # the rest is outside already, whatever the hull says
+    if np.isfinite(support[-1]).all():  # AGREE cameras' rays stopped: nothing beyond is inside
+        outside = hull_distance(points[near], support[-1], directions) / np.float32(voxel)
+        best[near] = np.maximum(best[near], outside - np.float32(HIDDEN_MARGIN))
     return np.clip(best, -FIELD_CLAMP, FIELD_CLAMP).reshape(shape)
 
 
@@ -202,8 +258,6 @@ def training_cameras(dataset: str | None) -> list[PinholeCamera]:
     return [PinholeCamera(np.asarray(c.matrix_world, np.float64), c.fl_x, c.fl_y, c.cx, c.cy, *c.lens.resolution)
             for c in train]
 
-
-HIDDEN_MARGIN = 1.0  # voxels behind every camera's surface from which space counts as inside
 
 
 def fill_hidden(density: np.ndarray, level: float, field: np.ndarray) -> np.ndarray:

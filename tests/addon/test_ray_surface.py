@@ -1,6 +1,7 @@
 """io/ray_surface.py against closed forms: where a ray's light is half stopped in an analytic ramp, a
-clean solid that the fill leaves as it is, and a shell open underneath whose inner wall no camera can
-reach (the enclosed-void fill cannot remove it: its hollow is open)."""
+clean solid that the fill leaves as it is, a shell open underneath whose inner wall no camera can
+reach (the enclosed-void fill cannot remove it: its hollow is open) and whose underside the fill
+closes at its bottom, not at the block's, and the hull's polytope against a cube's and a sphere's."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from blender_plenox.io.ray_surface import (
     Block,
     PinholeCamera,
     fill_hidden,
+    hull_directions,
+    hull_distance,
     seen_field,
     surface_distances,
     trilinear_density,
@@ -140,6 +143,81 @@ def test_hidden_inner_wall_is_removed() -> None:
     outside &= p[..., 2] > -0.4
     outside[[0, -1]], outside[:, [0, -1]], outside[:, :, [0, -1]] = False, False, False
     assert np.all(carved[outside] < level)
+
+
+def test_fill_closes_an_unseen_underside_at_the_last_seen_points() -> None:
+    """No camera sees under the open box, down to the block's bottom 9 voxels below it; the lowest
+    points the cameras saw are on its side walls' bottom edge (z = −0.4, between two rows of samples),
+    so the fill ends there, flush: solid from the first row above it, nothing below it."""
+    level = density_for_opacity(0.3, H)
+    density, _ = open_box(wall=False)
+    cameras = ring_cameras([0.3, 0.8]) + [look_at(np.array([0.0, 0.0, 3.5]))]
+    carved = fill_hidden(density, level, seen_field(block(density), cameras, level))
+    p = sample_points()
+    under = np.all(np.abs(p[..., :2]) < 0.5 - 3 * H, axis=-1)  # away from the side walls
+    assert np.all(carved[under & (p[..., 2] > -0.4) & (p[..., 2] < 0.5 - 2 * H)] >= level)
+    assert np.all(carved[under & (p[..., 2] < -0.4)] < level)
+
+
+def test_one_camera_alone_does_not_stretch_the_hull() -> None:
+    """A small ball under the open box (2.5 voxels below it), which the box hides from every camera
+    above (none lower than 46°); one camera from below sees it. The space between the box and the ball is hidden (one camera is not AGREE), and
+    with the ball's stops the hull would take it in; a single camera's stops do not count, so the
+    fill still ends at the box's bottom."""
+    level = density_for_opacity(0.3, H)
+    density, _ = open_box(wall=False)
+    p = sample_points()
+    ball = np.linalg.norm(p - [0.0, 0.0, -0.65], axis=-1) < 2.5 * H
+    density = np.where(ball, 4.0 * level, density).astype(np.float32)
+    above = ring_cameras([0.8, 1.2]) + [look_at(np.array([0.0, 0.0, 3.5]))]
+    gap = (np.max(np.abs(p[..., :2]), axis=-1) < 0.1) & (p[..., 2] > -0.48) & (p[..., 2] < -0.4)
+    one = [look_at(np.array([0.0, 0.0, -3.5]))]
+    alone = fill_hidden(density, level, seen_field(block(density), above + one, level))
+    assert np.all(alone[gap] < level)
+    assert np.all(alone[ball] >= level)  # the ball itself stays, as the density has it
+    # two cameras from below do count: the hull reaches down to the ball and the gap is inside it
+    below = [look_at(np.array([x, 0.0, -3.5])) for x in (-0.3, 0.3)]
+    seen_twice = fill_hidden(density, level, seen_field(block(density), above + below, level))
+    assert np.all(seen_twice[gap] >= level)
+
+
+def test_hull_of_a_cube_is_the_cube() -> None:
+    """The polytope holds the 26 neighbour directions: for a cube's corners it is the cube, and the
+    field is the distance to the face, edge or corner along those directions, never more than the
+    Euclidean distance to the cube."""
+    corners = (np.indices((2, 2, 2)).reshape(3, -1).T * 2.0 - 1.0).astype(np.float32)
+    dirs = hull_directions()
+    support = (corners @ dirs.T).max(axis=0)
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-3.0, 3.0, size=(5000, 3)).astype(np.float32)
+    field = hull_distance(points, support, dirs)
+    euclid = np.linalg.norm(np.maximum(np.abs(points) - 1.0, 0.0), axis=1)
+    inside = np.all(np.abs(points) < 1.0, axis=1)
+    np.testing.assert_allclose(field[inside], (np.abs(points[inside]) - 1.0).max(axis=1), atol=1e-5)
+    assert np.all(field[~inside] <= euclid[~inside] + 1e-5)
+    on_face = np.array([[1.7, 0.2, -0.3], [-0.1, 0.0, -2.5]], np.float32)  # straight out of a face
+    np.testing.assert_allclose(hull_distance(on_face, support, dirs), [0.7, 1.5], atol=1e-5)
+    corner = np.array([[2.0, 2.0, 2.0]], np.float32)  # along a diagonal: exact too
+    np.testing.assert_allclose(hull_distance(corner, support, dirs), [np.sqrt(3.0)], atol=1e-5)
+
+
+def test_hull_of_a_sphere_overshoots_by_at_most_its_bound() -> None:
+    """Points all over the unit sphere: the polytope's boundary, along any direction, lies between
+    radius 1 and 1.011 (hull_directions' bound)."""
+    rng = np.random.default_rng(4)
+    on = rng.normal(size=(200_000, 3))
+    on = (on / np.linalg.norm(on, axis=1, keepdims=True)).astype(np.float32)
+    dirs = hull_directions()
+    support = (on @ dirs.T).max(axis=0)
+    probe = rng.normal(size=(2000, 3))
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+    # the field is linear along a ray from the centre within one face: bisect its zero crossing
+    lo, hi = np.full(len(probe), 0.5), np.full(len(probe), 2.0)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        out = hull_distance((probe * mid[:, None]).astype(np.float32), support, dirs) > 0
+        lo, hi = np.where(out, lo, mid), np.where(out, mid, hi)
+    assert lo.min() > 1.0 - 1e-4 and hi.max() < 1.011
 
 
 @pytest.mark.parametrize("cameras", [[], "far away"])

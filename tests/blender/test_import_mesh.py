@@ -258,8 +258,10 @@ def test_batch_imports_a_grid_into_a_blend_without_capturing(empty_scene, tmp_pa
 def open_box_grid(dataset: Path) -> PlenoxGrid:
     """A box shell two voxels thick, closed on top and on the four sides but open underneath, with a
     wall inside it (the plane x = 0, from the open bottom halfway up): what a trained object on a base
-    can look like, its hollow open through the bottom no camera saw. Its grid names `dataset` as the
-    trainer's data, where cameras above it all round look at it."""
+    can look like, its hollow open through the bottom no camera saw. Under it, down to z = −0.75, faint
+    density below the surface's level (as training leaves around what rays saw), which moves the
+    block's bottom far below the box's. Its grid names `dataset` as the trainer's data, where cameras
+    above it all round look at it."""
     r = np.arange(RES)
     ijk = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
     p = -1.0 + (ijk + 0.5) * H
@@ -269,7 +271,10 @@ def open_box_grid(dataset: Path) -> PlenoxGrid:
     inside_inner = np.all((p > inner_lo) & (p < inner_hi), axis=1)
     shell = np.all((p > lo) & (p < hi), axis=1) & ~inside_inner
     shell |= inside_inner & (np.abs(p[:, 0]) < H) & (p[:, 2] > lo[2]) & (p[:, 2] < 0.05)
-    density = np.full(int(shell.sum()), 4.0 * density_for_opacity(0.3, H), np.float32)
+    faint = np.all(np.abs(p[:, :2]) < 0.5, axis=1) & (p[:, 2] < lo[2]) & (p[:, 2] > -0.75)
+    keep = shell | faint
+    level = density_for_opacity(0.3, H)
+    density = np.where(shell[keep], 4.0 * level, 0.02 * level).astype(np.float32)  # too faint to stop a ray
     frames = []
     for elevation in (0.3, 0.8, 1.4):
         for k in range(8):
@@ -284,7 +289,7 @@ def open_box_grid(dataset: Path) -> PlenoxGrid:
     dataset.mkdir()
     meta = {"fl_x": 62.4, "fl_y": 62.4, "cx": 24.0, "cy": 24.0, "w": 48, "h": 48, "frames": frames}
     (dataset / "transforms_train.json").write_text(json.dumps(meta))
-    return PlenoxGrid(np.array([RES] * 3), np.array([[-1.0] * 3, [1.0] * 3]), ijk[shell].astype(np.int32), density,
+    return PlenoxGrid(np.array([RES] * 3), np.array([[-1.0] * 3, [1.0] * 3]), ijk[keep].astype(np.int32), density,
                       sh_for_color(np.full((len(density), 3), 0.5), 0), 0, {"data": str(dataset)})
 
 
@@ -300,6 +305,12 @@ def test_surfaces_no_training_camera_reaches_are_left_out(empty_scene, tmp_path)
     outer = vertex_arrays(import_grid_as_mesh(empty_scene, str(tmp_path / "box.npz"), opacity=0.3).obj.data)[0]
     assert not inside(outer).any()
     assert np.all(np.abs(outer[:, :2]) < 0.5 + H) and np.all(outer[:, 2] < 0.5 + H)
+    # the underside closes flush with the walls' bottom, where the cameras' view of them ends (their
+    # level set there: z = −0.40625 + h·(1 − 0.02)/(4 − 0.02) = −0.391), not at the block's bottom 6
+    # voxels below it
+    under = outer[np.all(np.abs(outer[:, :2]) < 0.5 - 3 * H, axis=1) & (outer[:, 2] < 0.0)]
+    assert len(under) > 50 and np.all(np.abs(under[:, 2] + 0.391) < 0.5 * H)
+    assert np.all(outer[:, 2] > -0.4 - H)
     # without them (as for a grid whose dataset is gone): the inner wall and the shell's inner faces
     both = vertex_arrays(import_grid_as_mesh(empty_scene, str(tmp_path / "box.npz"), opacity=0.3,
                                              remove_hidden=False).obj.data)[0]

@@ -313,13 +313,16 @@ def compare(
     """Renders test views of the imported volume with Cycles (and EEVEE) through the dataset's own
     cameras, beside the ground truth and the trainer's full and view-independent renders; writes
     comparison.png (one row per view, PSNR vs ground truth under each image), comparison.json (per
-    view and mean PSNRs) and, with turntable_frames, turntable.mp4. Returns the mean PSNRs."""
+    view and mean PSNRs) and, with turntable_frames, turntable.mp4. Returns the mean PSNRs.
+    raw: for an sRGB grid imported with its trainer values, render with the Raw view transform, so that
+    the pixels are those values; a linear grid's values are scene-linear, so it is ignored there."""
     if blend:
         bpy.ops.wm.open_mainfile(filepath=blend)
     scene: Any = bpy.context.scene
     os.makedirs(out, exist_ok=True)
     meta = json.loads(Path(data, "transforms_test.json").read_text())
     grid = _grid_for(scene, volume_name, run)
+    raw = raw and grid.color_space == "srgb"
     voxel_box, voxel_size = voxel_box_of(grid), float(min(grid.voxel_size))
     full_imgs = trainer_render(python, run, data, os.path.join(out, "trainer_full"), dc_only=False)
     dc_imgs = trainer_render(python, run, data, os.path.join(out, "trainer_dc"), dc_only=True)

@@ -209,7 +209,8 @@ class PlenoxImportSettings(bpy.types.PropertyGroup):
     remove_hidden: BoolProperty(  # type: ignore[valid-type]
         name="Remove Hidden Surfaces",
         description="Mesh: fill the space no training camera could see (the inside of solids), so that "
-        "inner walls and hollows leave no surface; needs the grid's dataset (its cameras) where it was trained",
+        "inner walls and hollows leave no surface, up to the last surfaces the cameras saw (an unseen "
+        "bottom closes flat there); needs the grid's dataset (its cameras) where it was trained",
         default=True,
     )
     grid_path: StringProperty(  # type: ignore[valid-type]

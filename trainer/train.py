@@ -61,9 +61,13 @@ class TrainResult:
 
 def scene_box_for(cfg: TrainConfig, data: Dataset) -> SceneBox:
     """The box the grid spans and why: the config's scene_box, else the dataset's aabb, else
-    instant-ngp's box for its aabb_scale, else the region its training cameras look at."""
+    instant-ngp's box for its aabb_scale, else the region its training cameras look at (with
+    box_source=cameras: the config's scene_box, else the cameras' region)."""
     if cfg.scene_box is not None:
         return config_scene_box(cfg.scene_box)
+    if cfg.box_source == "cameras":
+        tr = data.train
+        return camera_box(tr.c2w, tr.intrinsics, tr.width, tr.height)
     if data.aabb is not None:
         return aabb_scene_box(data.aabb)
     if data.ngp_box is not None:

@@ -147,3 +147,17 @@ def test_bad_config_box_is_refused(tmp_path: Path) -> None:
                          "--set", "scene_box=[[1,1,1],[0,2,2]]", "--progress", "none")
     assert result.returncode == 2
     assert "scene_box: needs [[xmin,ymin,zmin],[xmax,ymax,zmax]] with max > min" in result.stderr
+
+
+def test_box_source_cameras_ignores_the_files_aabb_scale_but_not_the_configs_box(sphere: Path) -> None:
+    edit(sphere / "transforms_train.json", lambda m: m.update(aabb_scale=2))
+    data = load_dataset(sphere)
+    cfg = dataclasses.replace(preset("tiny"), box_source="cameras")
+    assert scene_box_for(dataclasses.replace(cfg, box_source="auto"), data).source == "aabb_scale"
+    box = scene_box_for(cfg, data)
+    assert box.source == "cameras"
+    tr = data.train
+    assert torch.equal(box.box, camera_box(tr.c2w, tr.intrinsics, tr.width, tr.height).box)
+    cfg = dataclasses.replace(cfg, scene_box=[[-4.0, -4.0, -4.0], [4.0, 4.0, 5.0]])
+    assert scene_box_for(cfg, data).source == "config"
+

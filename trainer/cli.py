@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a grid on a dataset directory")
     t.add_argument("--data", help="dataset directory (contract 1); with --resume, default: the run's")
     t.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
-    t.add_argument("--preset", help="fast | default | quality | tiny (default: default)")
+    t.add_argument("--preset", help="fast | capture | default | quality | tiny (default: default)")
     t.add_argument("--config", help="JSON file of config keys, applied over the preset")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, typed by the field (repeatable)")

@@ -63,9 +63,13 @@ class TrainResult:
 
 def scene_box_for(cfg: TrainConfig, data: Dataset) -> SceneBox:
     """The box the grid spans and why: the config's scene_box, else the dataset's aabb, else
-    instant-ngp's box for its aabb_scale, else the region its training cameras look at."""
+    instant-ngp's box for its aabb_scale, else the region its training cameras look at (with
+    box_source=cameras: the config's scene_box, else the cameras' region)."""
     if cfg.scene_box is not None:
         return config_scene_box(cfg.scene_box)
+    if cfg.box_source == "cameras":
+        tr = data.train
+        return camera_box(tr.c2w, tr.intrinsics, tr.width, tr.height)
     if data.aabb is not None:
         return aabb_scene_box(data.aabb)
     if data.ngp_box is not None:
@@ -214,6 +218,7 @@ class Trainer:
         self.stages: list[dict[str, Any]] = []
         # (step, loss, MSE) of the steps since the losses were last read, as device scalars
         self._window: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self._prune_rays_per_s: float | None = None  # the last pruning pass's speed (max_minutes estimates)
         self._new_stage_stats()
 
     # --- setup -------------------------------------------------------------------------------------
@@ -315,11 +320,38 @@ class Trainer:
         save_checkpoint(self.out_dir / "checkpoint.pt", self.state())
 
     # --- structure changes ----------------------------------------------------------------------------
+    def _prune_ray_count(self, side: int) -> int:
+        """Rays of a pruning pass on a grid whose longest side is `side`."""
+        stride = max(1, self.cfg.prune_ray_stride * self.cfg.resolutions[-1] // side)
+        views, height, width = self.image_shape
+        return views * -(-height // stride) * -(-width // stride)
+
+    def _runs_past_limit(self, upsampling: bool) -> bool:
+        """Whether the pruning pass(es) of this structure change would end past max_minutes.
+
+        A pass is not interruptible and can take minutes (every training view at stride 2; 248 s on a
+        photo capture whose rays all cross the box), so one started just before the limit overran it
+        by that much. Estimated from the last pass's rays/s, else the stage's training rays/s."""
+        if self.cfg.max_minutes <= 0:
+            return False
+        rate = self._prune_rays_per_s
+        if rate is None:
+            st = self.stages[-1]
+            rate = st["rays"] / st["seconds"] if st["seconds"] > 0 else None
+        if rate is None:
+            return False
+        rays = self._prune_ray_count(max(self.grid.resolution))
+        if upsampling:  # and the pass after it, on the finer grid
+            rays += self._prune_ray_count(self.cfg.resolutions[self.stage + 1])
+        return self.elapsed + rays / rate > 60.0 * self.cfg.max_minutes
+
     def _prune(self, reason: str) -> None:
         cfg = self.cfg
         stride = max(1, cfg.prune_ray_stride * cfg.resolutions[-1] // max(self.grid.resolution))
         rays = self._strided_rays(*self.image_shape, stride)
+        t0 = time.perf_counter()
         weights = max_weights(self.grid, *self.rays.at(rays), self.opts, self.cfg.eval_chunk)
+        self._prune_rays_per_s = rays.shape[0] / max(time.perf_counter() - t0, 1e-6)
         keep = weights >= self.cfg.prune_weight
         if self.cfg.prune_density > 0:
             keep |= self.grid.density.detach() * self.scene_scale > self.cfg.prune_density
@@ -468,9 +500,12 @@ class Trainer:
             while self.step < cfg.steps:
                 if cfg.max_minutes > 0 and self.elapsed > 60.0 * cfg.max_minutes:
                     break
+                # a structure change that would run past max_minutes is skipped: the run goes on
+                # training the grid it has until the limit
                 if self.stage < len(cfg.upsample_at) and self.step >= cfg.upsample_at[self.stage]:
-                    self._upsample()
-                elif self.step in cfg.prune_at:
+                    if not self._runs_past_limit(upsampling=True):
+                        self._upsample()
+                elif self.step in cfg.prune_at and not self._runs_past_limit(upsampling=False):
                     self._prune("scheduled")
                 t1 = time.perf_counter()
                 self._window.append((self.step, *self.train_step()))

@@ -147,3 +147,30 @@ def test_bad_config_box_is_refused(tmp_path: Path) -> None:
                          "--set", "scene_box=[[1,1,1],[0,2,2]]", "--progress", "none")
     assert result.returncode == 2
     assert "scene_box: needs [[xmin,ymin,zmin],[xmax,ymax,zmax]] with max > min" in result.stderr
+
+
+def test_box_source_cameras_ignores_the_files_aabb_scale_but_not_the_configs_box(sphere: Path) -> None:
+    edit(sphere / "transforms_train.json", lambda m: m.update(aabb_scale=2))
+    data = load_dataset(sphere)
+    cfg = dataclasses.replace(preset("tiny"), box_source="cameras")
+    assert scene_box_for(dataclasses.replace(cfg, box_source="auto"), data).source == "aabb_scale"
+    box = scene_box_for(cfg, data)
+    assert box.source == "cameras"
+    tr = data.train
+    assert torch.equal(box.box, camera_box(tr.c2w, tr.intrinsics, tr.width, tr.height).box)
+    cfg = dataclasses.replace(cfg, scene_box=[[-4.0, -4.0, -4.0], [4.0, 4.0, 5.0]])
+    assert scene_box_for(cfg, data).source == "config"
+
+
+def test_capture_preset_trains_in_the_camera_box_over_a_learnt_background(sphere: Path, tmp_path: Path) -> None:
+    edit(sphere / "transforms_train.json", lambda m: m.update(aabb_scale=2))
+    # the preset's own schedule, shortened to 5 steps on the tiny scene
+    out = tmp_path / "run"
+    result = run_trainer("train", "--data", str(sphere), "--out", str(out), "--preset", "capture",
+                         "--set", "steps=5", "--set", "resolutions=[8,12]", "--set", "upsample_at=[3]",
+                         "--set", "prune_at=[2]", "--set", "batch_rays=256", "--set", "background_model=envmap",
+                         "--set", "checkpoint_every=0", "--test-views", "1", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    assert "from cameras" in result.stderr and "envmap" in result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["step"] == 5 and math.isfinite(metrics["test"]["psnr"])

@@ -16,7 +16,7 @@ from trainer.config import PRESETS, check_config, preset
 from trainer.io.data import Dataset, load_dataset
 from trainer.engine.metrics import psnr
 from trainer.engine.render import render_image
-from trainer.train import TrainingError, run_training
+from trainer.train import Trainer, TrainingError, run_training
 
 CPU = torch.device("cpu")
 
@@ -176,3 +176,19 @@ def test_training_puts_no_float64_on_the_device(sphere: Dataset, tmp_path: Path)
         result = run_training(cfg, sphere, tmp_path, ListSink(), resume=False, device=CPU)
     assert result.step == 24 and watch.ops > 1000
     assert watch.float64 == [], f"float64 during training: {sorted(set(watch.float64))}"
+
+
+def test_a_structure_change_that_would_run_past_max_minutes_is_skipped(sphere: Dataset, tmp_path: Path) -> None:
+    cfg = small_config(steps=100000, upsample_at=[2], prune_at=[], max_minutes=1.0)
+    trainer = Trainer(cfg, sphere, tmp_path, ListSink(), CPU)
+    assert not trainer._runs_past_limit(upsampling=True)     # no speed measured yet: nothing to go on
+    trainer.elapsed = 56.0                # seconds of steps left
+    trainer._prune_rays_per_s = 1.0       # a pass would take hours: the run ends on the coarse grid
+    assert trainer._runs_past_limit(upsampling=True) and trainer._runs_past_limit(upsampling=False)
+    result = trainer.run()
+    assert trainer.stage == 0 and max(result.grid.resolution) == 12 and 2 < result.step < 100000
+    quick = Trainer(cfg, sphere, tmp_path / "b", ListSink(), CPU)
+    quick.elapsed = 59.0
+    quick._prune_rays_per_s = 1e12
+    assert not quick._runs_past_limit(upsampling=True)
+    assert not Trainer(small_config(), sphere, tmp_path / "c", ListSink(), CPU)._runs_past_limit(upsampling=True)

@@ -118,7 +118,7 @@ def build_parser(settings_type: Any, import_type: Any = None) -> argparse.Argume
                           help="Do not capture: --out already holds a dataset (train and/or import only)")
     pipeline.add_argument("--train", action="store_true", help="Train on the dataset after capturing")
     pipeline.add_argument("--run", metavar="DIR", help="Training run folder (default: beside --out, named run)")
-    pipeline.add_argument("--preset", default=None, help="Trainer preset: tiny, fast, default or quality")
+    pipeline.add_argument("--preset", default=None, help="Trainer preset: tiny, fast, capture, default or quality")
     pipeline.add_argument("--device", default=None, help="Trainer device: auto, cpu, cuda or mps")
     pipeline.add_argument("--trainer-set", action="append", default=[], metavar="KEY=VALUE",
                           help="A trainer setting (trainer/config.py), repeatable")

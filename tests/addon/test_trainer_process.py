@@ -215,6 +215,7 @@ def test_schedule_overrides_for_a_final_resolution():
 
 def test_schedule_matches_the_trainers_presets():
     config = pytest.importorskip("trainer.config")
+    assert set(tp.PRESET_STEPS) == set(config.PRESETS)
     for name, steps in tp.PRESET_STEPS.items():
         assert config.PRESETS[name].steps == steps
 

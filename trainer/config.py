@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from trainer.devices import DEVICE_CHOICES
+from trainer.io.gridfile import COLOR_SPACES
 
 
 @dataclass
@@ -122,7 +123,6 @@ class TrainConfig:
 
 
 BACKGROUND_MODELS = ("auto", "color", "envmap")
-COLOR_SPACES = ("linear", "srgb")
 BOX_SOURCES = ("auto", "cameras")
 
 

@@ -2,9 +2,9 @@
 
 Blender mixes light linearly: along a ray (Cycles integrates the emission of a volume), over its pixel
 (the pixel filter) and with the film's background, and only then encodes the result as sRGB. Images
-are stored encoded. A grid trained in linear light (config `color_space="linear"`, the default) mixes its colours the
-same way and encodes each pixel before comparing it with its image, so what Blender renders from it is
-what was trained. A grid in "srgb" mixes the encoded values directly, as the Plenoxels and NeRF codes
+are stored encoded. A grid trained in linear light (config `color_space="linear"`, the default) mixes
+its colours the same way and encodes each pixel before comparing it with its image, so what Blender
+renders from it is what was trained. A grid in "srgb" mixes the encoded values directly, as the Plenoxels and NeRF codes
 do; Blender then renders it slightly differently wherever colours mix (edges, thin surfaces).
 """
 
@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import torch
 
-LINEAR = "linear"
+LINEAR = "linear"  # the names trainer.io.gridfile.COLOR_SPACES lists
 SRGB = "srgb"
-COLOR_SPACES = (LINEAR, SRGB)
 
 _KNEE_ENCODED = 0.04045
 _KNEE_LINEAR = 0.0031308

@@ -259,7 +259,6 @@ def training_cameras(dataset: str | None) -> list[PinholeCamera]:
             for c in train]
 
 
-
 def fill_hidden(density: np.ndarray, level: float, field: np.ndarray) -> np.ndarray:
     """The density with the space no camera reached raised above `level`, so that its level set at
     `level` has no surface there: inner walls, the hollows behind them and the bubbles in between

@@ -110,7 +110,8 @@ def benchmark(args: argparse.Namespace) -> int:
         # evenly spaced views: the test split is an orbit, and its first views are its hardest ones
         s = getattr(data, split)
         pick = torch.linspace(0, len(s.images) - 1, min(n, len(s.images))).round().long()
-        test_pick = pick
+        if split == "test":
+            test_pick = pick  # to pick the same views of another loading below
         s.images, s.c2w, s.intrinsics = s.images[pick], s.c2w[pick], s.intrinsics[pick]
         s.paths = [s.paths[i] for i in pick.tolist()]
     print(f"loaded {len(data.train.images)} train / {len(data.test.images)} test views at "

@@ -23,7 +23,7 @@ from trainer.io.data import Dataset
 from trainer.devices import resolve_device  # noqa: F401  -- re-exported: benchmarks/bench_lego.py imports it here
 from trainer.io.events import EventSink
 from trainer.engine.background import blank_environment, environment_colours
-from trainer.engine.colour import LINEAR, srgb_to_linear, to_display, to_light
+from trainer.engine.colour import mid_grey, to_display, to_light
 from trainer.engine.sh import C0, num_coeffs
 from trainer.engine.pixel_rays import PixelRays
 from trainer.engine.grid import SparseGrid
@@ -208,9 +208,7 @@ class Trainer:
         self.sq_sh = torch.zeros_like(self.grid.sh)
         self.background_choice = background_choice(cfg, tr.has_alpha)
         if self.background_choice.startswith("envmap"):
-            # encoded mid-grey, as the colours start
-            self.grid.background_map = blank_environment(cfg.background_height, device,
-                                                         float(to_light(torch.tensor(0.5), cfg.color_space)))
+            self.grid.background_map = blank_environment(cfg.background_height, device, mid_grey(cfg.color_space))
             self.sq_background = torch.zeros_like(self.grid.background_map)
         self.step = 0
         self.stage = 0
@@ -234,11 +232,10 @@ class Trainer:
             self.cfg.init_sh, self.device,
         )
         grid.color_space = self.cfg.color_space
-        if grid.color_space == LINEAR:
-            # Start grey as the eye sees it (encoded 0.5), not at linear 0.5 (encoded 0.74): a colour
-            # starts as far from black as from white, as it does in sRGB.
-            k = num_coeffs(grid.sh_degree)
-            grid.sh[:, ::k] += (float(srgb_to_linear(torch.tensor(0.5))) - 0.5) / C0
+        # the DC colour C0·k + 0.5 starts at mid-grey (from linear 0.5 the tiny sphere trained to 13.3 dB,
+        # not 26.2: docs/TRAINER.md)
+        k = num_coeffs(grid.sh_degree)
+        grid.sh[:, ::k] += (mid_grey(grid.color_space) - 0.5) / C0
         return grid
 
     def _new_stage_stats(self) -> None:

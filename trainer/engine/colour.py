@@ -38,6 +38,12 @@ def to_light(colour: torch.Tensor, color_space: str) -> torch.Tensor:
     return srgb_to_linear(colour) if color_space == LINEAR else colour
 
 
+def mid_grey(color_space: str) -> float:
+    """Encoded 0.5 in the light `color_space` mixes in: where colours and a learnt background start, as
+    far from black as from white to the eye (linear 0.5 would be encoded 0.74)."""
+    return 0.5 if color_space != LINEAR else ((0.5 + 0.055) / 1.055) ** 2.4
+
+
 def to_display(light: torch.Tensor, color_space: str) -> torch.Tensor:
     """A mixed colour (>= 0) back to the encoded values images hold (not clamped to 1)."""
     return linear_to_srgb(light) if color_space == LINEAR else light

@@ -103,8 +103,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def _render_fn(grid: SparseGrid, cfg: TrainConfig, dc_only: bool = False) -> RenderFn:
     from trainer.engine.render import RenderOptions, render_image
 
-    opts = RenderOptions(step_size=cfg.step_size, stop_transmittance=cfg.stop_transmittance,
-                         occupancy_block=cfg.occupancy_block, dc_only=dc_only)
+    opts = RenderOptions(step_size=cfg.step_size, stop_transmittance=cfg.stop_transmittance, dc_only=dc_only)
 
     def render(c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int) -> torch.Tensor:
         return render_image(grid, c2w, intrinsics, width, height, cfg.background, dc_only=dc_only,

@@ -65,8 +65,9 @@ class TrainConfig:
     # --- rendering ------------------------------------------------------------------------------
     step_size: float = 0.5  # distance between samples along a ray, in voxels (of the smallest voxel side)
     stop_transmittance: float = 1e-3  # early ray termination: samples behind this transmittance are skipped
-    occupancy_block: int = 2  # side, in voxels, of the cells of the coarse occupancy mask used to skip empty space
-    occupancy_every: int = 4  # steps between rebuilds of that mask from the voxels with positive density
+    # steps between rebuilds of the mask of live cells (those near a voxel with positive density), which
+    # lets the march skip whole ray segments; samples in the segments it keeps read the current density
+    occupancy_every: int = 4
 
     # --- learning rates (RMSProp; density in scene units) ---------------------------------------------
     lr_sigma: float = 30.0  # density learning rate at step 0 (after the delay)
@@ -135,7 +136,7 @@ PRESETS: dict[str, TrainConfig] = {
     "tiny": _preset(
         steps=300, resolutions=[16, 32], upsample_at=[150], batch_rays=1024, sh_degree=1,
         checkpoint_every=0, log_every=50, lr_sigma_delay_steps=50, prune_at=[100],
-        tv_fraction=0.1, occupancy_block=1, tv_sigma=0.0, tv_sh=0.0,
+        tv_fraction=0.1, tv_sigma=0.0, tv_sh=0.0,
     ),
     # CPU preview: ~10 minutes on 2 cores for 100 views of 200x200 (lego: see benchmarks/bench_lego.py).
     # Short runs want a higher, slower-decaying density rate than svox2's 250k-step schedule, and no

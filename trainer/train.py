@@ -38,7 +38,6 @@ from trainer.engine.render import (
     density_pass,
     longest_ray,
     max_weights,
-    sample_rays,
     visible_samples,
 )
 from trainer.engine.resample import fitted_box, prune, upsample
@@ -99,7 +98,7 @@ def tv_difference_scale(voxel: float) -> float:
 
 
 def render_options(cfg: TrainConfig) -> RenderOptions:
-    return RenderOptions(cfg.step_size, cfg.stop_transmittance, cfg.occupancy_block)
+    return RenderOptions(cfg.step_size, cfg.stop_transmittance)
 
 
 def _proc_rss_mb() -> float | None:
@@ -410,7 +409,7 @@ class Trainer:
         origins, dirs = self.rays.at(idx, within)
         target = self.colors[idx]
         longest = longest_ray(grid, cfg.step_size)
-        s: Samples = visible_samples(grid.density, sample_rays(grid, origins, dirs, self.opts), self.opts, longest)
+        s: Samples = visible_samples(grid, origins, dirs, self.opts, longest)
         scale = self.scene_scale
         use_tv = cfg.tv_sigma > 0 or cfg.tv_sh > 0
         row_sets = [s.rows]
@@ -482,7 +481,10 @@ class Trainer:
                             self.cfg.rms_beta, self.cfg.rms_eps)
         if nonnegative:
             p.clamp_(min=0.0)
-        param.index_copy_(0, rows, p)
+        if param is self.grid.density:
+            self.grid.write_density(rows, p)  # and the march's copy of it
+        else:
+            param.index_copy_(0, rows, p)
         sq.index_copy_(0, rows, v)
 
     # --- the loop -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -73,16 +74,14 @@ def test_occupancy_mask_covers_every_point_with_nonzero_field() -> None:
     g = torch.Generator().manual_seed(6)
     x = torch.rand((20000, 3), generator=g) * torch.tensor([9.0, 8.0, 7.0])
     density, _ = grid.interpolate(x)
-    for block in (1, 2, 3):
-        grid.refresh_occupancy()
-        mask, box = grid.occupancy(block)
-        cell = (torch.floor(x - 0.5).long() + 1) // block
-        live = mask[cell[:, 0], cell[:, 1], cell[:, 2]]
-        nonzero = density > 0
-        assert bool(live[nonzero].all())
-        assert not bool(live.all())  # the mask does skip something
-        inside_box = ((x >= box[0]) & (x <= box[1])).all(-1)
-        assert bool(inside_box[nonzero].all())
+    cells, box = grid.occupancy()
+    cell = torch.floor(x - 0.5).long() + 1
+    live = cells[cell[:, 0], cell[:, 1], cell[:, 2]]
+    nonzero = density > 0
+    assert bool(live[nonzero].all())
+    assert not bool(live.all())  # the mask does skip something
+    inside_box = ((x >= box[0]) & (x <= box[1])).all(-1)
+    assert bool(inside_box[nonzero].all())
 
 
 def test_grid_data_round_trip_keeps_values_and_signed_density() -> None:
@@ -128,3 +127,42 @@ def test_state_dict_round_trip() -> None:
     back = SparseGrid.from_state_dict(grid.state_dict())
     assert torch.equal(back.links, grid.links)
     assert torch.equal(back.density, grid.density) and torch.equal(back.sh, grid.sh)
+
+
+def test_density_volume_reads_as_the_rows_do_and_follows_every_kind_of_change() -> None:
+    grid = random_sparse_grid((9, 8, 7), degree=0, fill=0.4, seed=8)
+    g = torch.Generator().manual_seed(9)
+    # within the grid and up to half a voxel beyond it, where march's last samples can fall (a step of
+    # at most 0.9 voxels, sample_density's bound)
+    x = torch.rand((5000, 3), generator=g) * torch.tensor([9.9, 8.9, 7.9]) - 0.45
+
+    def agrees() -> None:
+        expected, _ = grid.interpolate(x)
+        torch.testing.assert_close(grid.sample_density(x), expected, rtol=0, atol=1e-5)
+
+    agrees()
+    rows = torch.tensor([0, 3, grid.n_active - 1])
+    grid.write_density(rows, torch.tensor([5.0, -2.0, 7.0]))  # the trainer's update: volume patched
+    agrees()
+    grid.density.mul_(-1.5)  # in place, behind the grid's back: the version counter shows it
+    agrees()
+    grid.density = torch.rand(grid.n_active, generator=g)  # replaced
+    agrees()
+
+
+@pytest.mark.parametrize("bag", [True, False])
+def test_trilinear_gather_paths_give_the_same_values_and_gradients(bag: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # embedding_bag on the CPU and CUDA, index_select elsewhere (MPS); both against a dense reference
+    import trainer.engine.grid as grid_module
+
+    monkeypatch.setattr(grid_module, "_BAG_DEVICES", {"cpu"} if bag else set())
+    g = torch.Generator().manual_seed(10)
+    data = torch.randn((30, 5), generator=g, requires_grad=True)
+    idx = torch.randint(0, 30, (200, 8), generator=g)
+    w = torch.rand((200, 8), generator=g)
+    out = trilinear(data, idx, w)
+    dense = torch.zeros((200, 30)).index_put_((torch.arange(200)[:, None].expand(-1, 8), idx), w, accumulate=True)
+    torch.testing.assert_close(out, dense @ data)
+    upstream = torch.randn((200, 5), generator=g)
+    (grad,) = torch.autograd.grad(out, data, upstream)
+    torch.testing.assert_close(grad, dense.T @ upstream)

@@ -45,7 +45,7 @@ def small_config(**kw: Any) -> Any:
     base: dict[str, Any] = {
         "steps": 120, "resolutions": [12, 24], "upsample_at": [60], "prune_at": [30], "batch_rays": 512,
         "log_every": 10, "checkpoint_every": 0, "lr_sigma_delay_steps": 20, "tv_fraction": 0.1,
-        "occupancy_block": 1, "sh_degree": 1,
+        "sh_degree": 1,
     }
     base.update(kw)
     return dataclasses.replace(preset("tiny"), **base)

@@ -45,10 +45,10 @@ def rmsprop_rows(
     """rmsprop_step_'s rule on gathered rows: the new (statistics, values). Element-wise selects, no
     masks, so no host synchronisation."""
     g2 = g * g
-    v_new = torch.where(v == 0, g2, v * beta + g2 * (1.0 - beta))
+    v_new = torch.where(v == 0, g2, torch.lerp(g2, v, beta))  # lerp: beta v + (1 - beta) g^2
     v_new = torch.where(g == 0, v, v_new)
-    p_new = p - lr * g / (v_new.sqrt() + eps)  # g = 0 leaves p as it was
-    return v_new, p_new
+    # one pass per operation over [rows, C] is most of the cost: addcdiv fuses the step
+    return v_new, torch.addcdiv(p, g, v_new.sqrt().add_(eps), value=-lr)  # g = 0 leaves p as it was
 
 
 def touched_rows(n_rows: int, *row_sets: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:

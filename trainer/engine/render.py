@@ -2,9 +2,9 @@
 
 The samples of all rays live in one flat array (ray id per sample, rays in order), so rays of any
 length cost only their own samples and compositing is a segment-wise cumulative sum. Work is cut in
-three places before the expensive 3K-channel SH gather: samples in empty occupancy blocks are dropped,
-samples whose interpolated density is not positive are dropped (their ReLU'd density, and so their
-gradient, is exactly zero), and samples behind the early-termination transmittance are dropped.
+three places before the expensive 3K-channel SH gather: ray segments far from any live voxel are
+skipped, samples whose interpolated density is not positive are dropped (their ReLU'd density, and so
+their gradient, is exactly zero), and samples behind the early-termination transmittance are dropped.
 
     C = sum_i T_i (1 - exp(-sigma_i delta)) c_i + T_N * background,  T_i = exp(-sum_{j<i} sigma_j delta)
 """
@@ -28,7 +28,6 @@ from trainer.engine.sh import C0, num_coeffs, sh_basis, sh_to_rgb
 class RenderOptions:
     step_size: float = 0.5  # voxels (of the smallest voxel side)
     stop_transmittance: float = 1e-3  # early ray termination
-    occupancy_block: int = 2  # voxels per occupancy-mask cell
     dc_only: bool = False  # view-independent colour (first SH coefficient only)
 
 
@@ -47,23 +46,33 @@ def ray_box(
 
 # Fine samples per segment in march's first pass: 16 half-voxel steps span 8 voxels (on lego at 128³
 # after pruning, the march of 5,000 rays took 25.6 ms one sample at a time, 18.0 by 8, 13.8 by 16).
-SEGMENT = 16
+SEGMENT_SHIFT = 4
+SEGMENT = 1 << SEGMENT_SHIFT
 
 
-def march(
-    grid: SparseGrid, origins: torch.Tensor, dirs: torch.Tensor, opts: RenderOptions
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Packed sample points in live occupancy blocks: (ray id [S], grid coords [S, 3], delta in world units).
+@dataclass
+class Marched:
+    """The samples of a batch of rays where the field is not zero, packed (rays in order)."""
 
-    Rays are world-space with unit directions; samples sit every step_size voxels from where the ray
-    enters the box around the active voxels, at segment mid-points. Two passes: the rays are first cut
-    into segments of SEGMENT samples, and a segment whose midpoint sees no live cell within its own
-    half-length (the occupancy grown by that radius) is skipped whole; the samples of the remaining
-    segments are then tested one by one. On a pruned grid most of a ray is empty, so the first pass
-    looks at one point where the samples would be sixteen, and the result is the same sample set.
+    ray_id: torch.Tensor  # [S] int64, non-decreasing
+    x: torch.Tensor  # [S, 3] grid coordinates
+    sigma: torch.Tensor  # [S] ReLU'd density, world units (> 0), read from the density volume
+    delta: float  # world length of each sample's segment
+
+
+@torch.no_grad()
+def march(grid: SparseGrid, origins: torch.Tensor, dirs: torch.Tensor, opts: RenderOptions) -> Marched:
+    """Every sample with positive density along the rays (world space, unit directions).
+
+    Samples sit every step_size voxels from where the ray enters the box around the live voxels, at
+    segment mid-points. Two passes: the rays are first cut into segments of SEGMENT samples, and a
+    segment whose midpoint sees no live cell within its own half-length (the occupancy grown by that
+    radius) is skipped whole; the density of every sample of the remaining segments is then read from
+    the density volume, and the samples where it is positive are kept. On a pruned grid most of a ray
+    is empty, so the first pass looks at one point where the samples would be sixteen.
     """
     device = origins.device
-    mask, box = grid.occupancy(opts.occupancy_block)
+    _, box = grid.occupancy()
     vs = grid.voxel_size
     o = (origins - grid.aabb[0]) / vs
     d = dirs / vs  # grid units per world unit of t
@@ -76,37 +85,32 @@ def march(
     if total == 0:
         return _no_samples(device, delta)
     seg_ray = torch.repeat_interleave(torch.arange(n.shape[0], device=device), n_seg, output_size=total)
-    seg = torch.arange(total, device=device) - (torch.cumsum(n_seg, 0) - n_seg)[seg_ray]
+    seg = torch.arange(total, device=device) - (torch.cumsum(n_seg, 0) - n_seg).index_select(0, seg_ray)
     # A sample moves at most step_size grid units per step along each axis (delta is step_size times
-    # the smallest voxel side), so every sample of a segment is within m/2 * step_size of its midpoint;
-    # and a sample passes the test below when any cell of its block is live, up to block - 1 cells away.
-    radius = math.ceil(0.5 * m * opts.step_size) + opts.occupancy_block - 1
-    near = grid.near_occupancy(opts.occupancy_block, radius)
-    mid = t_near[seg_ray] + (seg.to(t_near.dtype) * m + 0.5 * m) * delta
-    xm = o[seg_ray] + mid[:, None] * d[seg_ray]
+    # the smallest voxel side), so every sample of a segment is within m/2 * step_size of its midpoint,
+    # and its cell within that many cells of the midpoint's.
+    near = grid.near_occupancy(math.ceil(0.5 * m * opts.step_size))
+    mid = t_near.index_select(0, seg_ray) + (seg.to(t_near.dtype) * m + 0.5 * m) * delta
+    xm = o.index_select(0, seg_ray) + mid[:, None] * d.index_select(0, seg_ray)
     cells = torch.minimum(torch.floor(xm + 0.5).clamp_(min=0.0), grid.cell_top)
-    nx, ny, nz = near.shape
+    _, ny, nz = near.shape
     keep = torch.nonzero(near.reshape(-1)[((cells[:, 0] * ny + cells[:, 1]) * nz + cells[:, 2]).long()]).squeeze(1)
     if keep.numel() == 0:  # (the size is on the host already: nonzero's output)
         return _no_samples(device, delta)
-    seg_ray, seg = seg_ray.index_select(0, keep), seg.index_select(0, keep)
-    # every segment's m samples, in ray order
-    ray_id = seg_ray.repeat_interleave(m)
-    k = (seg * m).repeat_interleave(m) + torch.arange(m, device=device).repeat(seg.shape[0])
-    t = t_near[ray_id] + (k.to(t_near.dtype) + 0.5) * delta
-    x = o[ray_id] + t[:, None] * d[ray_id]
-    # Cell c holds the points whose lower interpolation corner is voxel c - 1: c = floor(x + 0.5).
-    # Block arithmetic in float32 (exact for these small integers): int64 division and clamping run
-    # unvectorised on the CPU and cost more than the rest of the march.
-    _, by, bz = mask.shape
-    block = torch.minimum(torch.floor((x + 0.5) / opts.occupancy_block).clamp_(min=0.0), grid.block_top(opts.occupancy_block))
-    flat = ((block[:, 0] * by + block[:, 1]) * bz + block[:, 2]).long()
-    live = torch.nonzero(mask.reshape(-1)[flat] & (k < n[ray_id])).squeeze(1)  # host sync: the live samples
-    return ray_id.index_select(0, live), x.index_select(0, live), delta
+    seg_ray, first = seg_ray.index_select(0, keep), seg.index_select(0, keep) * m
+    # the m samples of each kept segment as a [K, m] block, rays in order
+    t = (t_near.index_select(0, seg_ray) + (first.to(t_near.dtype) + 0.5) * delta)[:, None] + \
+        torch.arange(m, device=device, dtype=t_near.dtype) * delta
+    x = (o.index_select(0, seg_ray)[:, None, :] + t[..., None] * d.index_select(0, seg_ray)[:, None, :]).view(-1, 3)
+    inside = (first[:, None] + torch.arange(m, device=device)) < n.index_select(0, seg_ray)[:, None]
+    sigma = torch.relu(grid.sample_density(x))
+    live = torch.nonzero((sigma > 0) & inside.view(-1)).squeeze(1)  # host sync: the samples with density
+    return Marched(seg_ray.index_select(0, live >> SEGMENT_SHIFT), x.index_select(0, live), sigma.index_select(0, live), delta)
 
 
-def _no_samples(device: torch.device, delta: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-    return torch.zeros((0,), dtype=torch.int64, device=device), torch.zeros((0, 3), device=device), delta
+def _no_samples(device: torch.device, delta: float) -> Marched:
+    return Marched(torch.zeros((0,), dtype=torch.int64, device=device), torch.zeros((0, 3), device=device),
+                   torch.zeros((0,), device=device), delta)
 
 
 def longest_ray(grid: SparseGrid, step_size: float) -> int:
@@ -191,29 +195,26 @@ class Samples:
 
 
 @torch.no_grad()
-def sample_rays(grid: SparseGrid, origins: torch.Tensor, dirs: torch.Tensor, opts: RenderOptions) -> Samples:
-    ray_id, x, delta = march(grid, origins, dirs, opts)
-    rows, cw = grid.corners(x)
-    return Samples(ray_id, rows, cw, delta, origins.shape[0])
+def visible_samples(
+    grid: SparseGrid, origins: torch.Tensor, dirs: torch.Tensor, opts: RenderOptions, longest: int | None = None
+) -> Samples:
+    """The samples that can change a pixel: positive density, in front of the early-termination point,
+    with their corner rows and weights.
 
-
-@torch.no_grad()
-def visible_samples(density: torch.Tensor, s: Samples, opts: RenderOptions, longest: int | None = None) -> Samples:
-    """The samples that can change a pixel: positive density, in front of the early-termination point.
-
-    A cheap pass without gradients, so that the differentiable pass and its backward see only these
-    (on an opaque scene about one sample per ray of the dozens marched). Exact: dropped samples in
-    front of a kept one have zero density, so the kept samples' transmittance is unchanged; dropped
-    samples behind them change a pixel by less than stop_transmittance.
+    Without gradients, so that the differentiable pass and its backward see only these (on an opaque
+    scene about two samples per ray of the dozens marched). Exact: the dropped samples in front of a
+    kept one have zero density, so the kept samples' transmittance is unchanged; dropped samples behind
+    them change a pixel by less than stop_transmittance. `longest`: as for segment_transmittance.
     """
-    sigma = torch.relu(trilinear(density[:, None], s.rows, s.corner_w)[:, 0])
-    optical = sigma * s.delta
-    trans, _ = segment_transmittance(optical, s.ray_id, s.n_rays, longest)
-    visible = (sigma > 0) & (trans > opts.stop_transmittance)
-    hidden = optical.new_zeros((s.n_rays,)).index_add_(0, s.ray_id, torch.where(visible, 0.0, optical))
+    marched = march(grid, origins, dirs, opts)
+    n_rays = origins.shape[0]
+    optical = marched.sigma * marched.delta
+    trans, _ = segment_transmittance(optical, marched.ray_id, n_rays, longest)
+    visible = trans > opts.stop_transmittance
+    hidden = optical.new_zeros((n_rays,)).index_add_(0, marched.ray_id, torch.where(visible, 0.0, optical))
     keep = torch.nonzero(visible).squeeze(1)  # host sync
-    return Samples(s.ray_id.index_select(0, keep), s.rows.index_select(0, keep), s.corner_w.index_select(0, keep),
-                   s.delta, s.n_rays, hidden)
+    rows, corner_w = grid.corners(marched.x.index_select(0, keep))
+    return Samples(marched.ray_id.index_select(0, keep), rows, corner_w, marched.delta, n_rays, hidden)
 
 
 @dataclass
@@ -305,7 +306,7 @@ def render_rays(
     Differentiable with respect to grid.density and grid.sh when they require gradients. A grid with a
     learnt background (grid.background_map) shows that behind it instead of `background`.
     """
-    s = visible_samples(grid.density, sample_rays(grid, origins, dirs, opts), opts)
+    s = visible_samples(grid, origins, dirs, opts)
     dp = density_pass(grid.density, s.rows, s)
     if grid.background_map is not None:  # a learnt background replaces the colour; its texels are light
         background = environment_colours(grid.background_map, dirs)
@@ -354,7 +355,7 @@ def max_weights(
     for i in range(0, origins.shape[0], chunk):
         o = origins[i : i + chunk].to(grid.device)
         d = dirs[i : i + chunk].to(grid.device)
-        s = visible_samples(grid.density, sample_rays(grid, o, d, opts), opts)
+        s = visible_samples(grid, o, d, opts)
         dp = density_pass(grid.density, s.rows, s)
         credit = torch.where(s.corner_w > 0, dp.weight[:, None], torch.zeros_like(s.corner_w))
         best.scatter_reduce_(0, s.rows.reshape(-1), credit.reshape(-1), reduce="amax")

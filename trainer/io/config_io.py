@@ -172,9 +172,18 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
+# Keys that earlier versions wrote into config.json and that no longer mean anything: a run's file from
+# then still loads (occupancy_block: the march's coarse mask, replaced in session 7 by the density volume).
+RETIRED_KEYS = ("occupancy_block",)
+
+
+def without_retired(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in RETIRED_KEYS}
+
+
 def config_from_file(path: Path) -> TrainConfig:
     """A complete config (e.g. a run's config.json): every required field present."""
-    values = read_json_object(path)
+    values = without_retired(read_json_object(path))
     types_ = field_types()
     unknown = [k for k in values if k not in types_]
     if unknown:
@@ -197,7 +206,7 @@ def build_config(preset_name: str | None = "default", base: TrainConfig | None =
             raise ConfigError(f"--preset: {e.args[0]}") from None
     cfg = base
     if config_file is not None:
-        cfg = apply_mapping(cfg, read_json_object(config_file), str(config_file))
+        cfg = apply_mapping(cfg, without_retired(read_json_object(config_file)), str(config_file))
     cfg = apply_sets(cfg, sets or [])
     try:
         check_config(cfg)

@@ -172,7 +172,7 @@ def background_choice(cfg: TrainConfig, images_have_alpha: bool) -> str:
 def rows_remap(n_rows: int, touched: torch.Tensor) -> torch.Tensor:
     """position of each touched row in `touched`; 0 for the others (they only ever carry weight 0)."""
     pos = torch.zeros(n_rows, dtype=torch.int64, device=touched.device)
-    pos[touched] = torch.arange(touched.shape[0], device=touched.device)
+    pos.index_copy_(0, touched, torch.arange(touched.shape[0], device=touched.device))
     return pos
 
 
@@ -407,7 +407,7 @@ class Trainer:
         within = (torch.rand((cfg.batch_rays, 2), generator=self.gen, device=self.device)
                   if cfg.pixel_jitter else None)
         origins, dirs = self.rays.at(idx, within)
-        target = self.colors[idx]
+        target = self.colors.index_select(0, idx)
         longest = longest_ray(grid, cfg.step_size)
         s: Samples = visible_samples(grid, origins, dirs, self.opts, longest)
         scale = self.scene_scale
@@ -421,9 +421,9 @@ class Trainer:
         # leaves holding only the rows this step reads (corners of visible samples, TV's voxels)
         rows = touched_rows(n, *row_sets, device=self.device)
         pos = rows_remap(n, rows)
-        density = grid.density.detach()[rows].requires_grad_()
-        sh = grid.sh.detach()[rows].requires_grad_()
-        sample_rows = pos[s.rows]
+        density = grid.density.detach().index_select(0, rows).requires_grad_()
+        sh = grid.sh.detach().index_select(0, rows).requires_grad_()
+        sample_rows = pos.index_select(0, s.rows.view(-1)).view(s.rows.shape)
         dp = density_pass(density, sample_rows, s, longest)
         env = grid.background_map.detach().requires_grad_() if grid.background_map is not None else None
         space = grid.color_space
@@ -432,7 +432,7 @@ class Trainer:
             # The images were composited on self.background (in this light, by the loader): move each
             # target onto its ray's colour, which is drawn uniformly as an encoded colour.
             background = to_light(torch.rand((cfg.batch_rays, 3), generator=self.gen, device=self.device), space)
-            uncovered = 1.0 - self.alpha[idx].to(torch.float32)[:, None] / 255.0
+            uncovered = 1.0 - self.alpha.index_select(0, idx).to(torch.float32)[:, None] / 255.0
             target = to_display(to_light(target, space) + uncovered * (background - self.background_light), space)
         colour_args = (sh, sample_rows, s.corner_w, s.ray_id, dp.weight, dirs, dp.t_final, background,
                        grid.sh_degree)

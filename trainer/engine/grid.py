@@ -259,7 +259,9 @@ class SparseGrid:
         # int32 index arithmetic (vectorised on the CPU, where int64 multiplies are not)
         ijk = base.to(torch.int32) + 1  # the lower corner in the padded volume
         flat = (ijk[:, 0] * py + ijk[:, 1]) * pz + ijk[:, 2]
-        v = vol.index_select(0, (flat[:, None] + self._corner_offsets32()).view(-1)).view(-1, 2, 4)
+        # the z-neighbours lie next to each other: gather them in pairs, through an overlapping view
+        pairs = torch.as_strided(vol, (vol.shape[0] - 1, 2), (1, 1))
+        v = pairs.index_select(0, (flat[:, None] + self._corner_offsets32()[::2]).view(-1)).view(-1, 2, 4)
         c = torch.lerp(v[:, 0], v[:, 1], frac[:, :1]).view(-1, 2, 2)  # corners dx-major: x, then y, z
         c = torch.lerp(c[:, 0], c[:, 1], frac[:, 1:2])
         return torch.lerp(c[:, 0], c[:, 1], frac[:, 2])

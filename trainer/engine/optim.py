@@ -55,7 +55,7 @@ def touched_rows(n_rows: int, *row_sets: torch.Tensor, device: torch.device | No
     """Sorted unique row ids from several index tensors, via a flag array (cheaper than sorting)."""
     flag = torch.zeros(n_rows, dtype=torch.bool, device=device)
     for rows in row_sets:
-        flag[rows.reshape(-1)] = True
+        flag.index_fill_(0, rows.reshape(-1), True)
     return torch.nonzero(flag).squeeze(1)
 
 

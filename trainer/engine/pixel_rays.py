@@ -47,10 +47,14 @@ class PixelRays:
             fu = fv = torch.full(index.shape, 0.5, device=index.device)
         else:
             fu, fv = within[:, 0], within[:, 1]
-        c = self.camera_of_view[view]
-        top = (1 - fu)[:, None] * self.corners[c, row, col] + fu[:, None] * self.corners[c, row, col + 1]
-        bottom = (1 - fu)[:, None] * self.corners[c, row + 1, col] + fu[:, None] * self.corners[c, row + 1, col + 1]
+        # the pixel's four corner directions in one gather from the flattened [cameras, H+1, W+1] table
+        w1 = self.width + 1
+        top_left = (self.camera_of_view.index_select(0, view) * (self.height + 1) + row) * w1 + col
+        at = self.corners.view(-1, 3).index_select(0, torch.cat((top_left, top_left + 1, top_left + w1, top_left + w1 + 1)))
+        tl, tr, bl, br = at.view(4, -1, 3).unbind(0)
+        top = (1 - fu)[:, None] * tl + fu[:, None] * tr
+        bottom = (1 - fu)[:, None] * bl + fu[:, None] * br
         d_cam = (1 - fv)[:, None] * top + fv[:, None] * bottom
-        pose = self.c2w[view]
+        pose = self.c2w.index_select(0, view)
         dirs = torch.nn.functional.normalize(torch.einsum("bij,bj->bi", pose[:, :3, :3], d_cam), dim=-1)
         return pose[:, :3, 3].contiguous(), dirs

@@ -268,7 +268,7 @@ def color_pass(
     if dc_only:
         rgb_s = _dc_rgb(trilinear(sh[:, ::k], rows, corner_w))  # the first coefficient of each channel
     else:
-        rgb_s = sh_to_rgb(trilinear(sh, rows, corner_w), sh_basis(dirs, sh_degree)[ray_id])
+        rgb_s = sh_to_rgb(trilinear(sh, rows, corner_w), sh_basis(dirs, sh_degree).index_select(0, ray_id))
     return _composite(rgb_s, ray_id, weight, t_final, background)
 
 
@@ -286,7 +286,7 @@ def color_and_dc_pass(
     """color_pass's full and view-independent colours at once, from one interpolation of the SH."""
     k = num_coeffs(sh_degree)
     coeffs = trilinear(sh, rows, corner_w)
-    full = sh_to_rgb(coeffs, sh_basis(dirs, sh_degree)[ray_id])
+    full = sh_to_rgb(coeffs, sh_basis(dirs, sh_degree).index_select(0, ray_id))
     dc = _dc_rgb(coeffs[:, ::k])
     return (_composite(full, ray_id, weight, t_final, background),
             _composite(dc, ray_id, weight, t_final, background))

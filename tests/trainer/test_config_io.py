@@ -97,3 +97,16 @@ def test_saved_config_reloads_equal(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="missing config key 'steps'"):
         config_from_file(tmp_path / "config.json")
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_run_config_from_before_a_key_was_retired_still_loads(tmp_path: Path) -> None:
+    # session 6's config.json files hold occupancy_block (the march's coarse mask, gone since)
+    old = tmp_path / "config.json"
+    save_config(old, PRESETS["fast"])
+    values = json.loads(old.read_text())
+    values["occupancy_block"] = 2
+    old.write_text(json.dumps(values))
+    assert config_from_file(old) == PRESETS["fast"]
+    assert build_config("tiny", config_file=old) == PRESETS["fast"]
+    with pytest.raises(ConfigError, match="occupancy_block"):  # but it is not a setting any more
+        apply_sets(PRESETS["fast"], ["occupancy_block=2"])

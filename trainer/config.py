@@ -152,8 +152,9 @@ PRESETS: dict[str, TrainConfig] = {
         tv_sigma=0.0, tv_sh=0.0,
     ),
     # Photo captures without alpha (a phone walk around something, colmap2nerf's transforms.json): 4,000
-    # steps up to 128 (`fast` until session 7; kept, as measured) in the box the cameras look at, not the file's aabb_scale box, with a finer learnt
-    # environment map for what lies beyond it. On the 270x480 capture of docs/REAL_CAPTURES.md (run 4):
+    # steps up to 128 (`fast` until session 7; kept, as measured) in the box the cameras look at, not the
+    # file's aabb_scale box, with a finer learnt environment map for what lies beyond it. On the 270x480
+    # capture of docs/REAL_CAPTURES.md (run 4):
     # 23.37 dB after its 4,000 steps (449 s on one shared thread), against 17.55 for `fast` in the
     # aabb_scale box; the 32x64 map in the camera box gave 22.73. A 256x512 map learnt too slowly:
     # the grid painted the surroundings, the prunes kept 4x the voxels and steps ran 5x slower.

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -463,7 +463,8 @@ class Trainer:
         )
         lr_sh = delayed_lr(self.step, cfg.steps, cfg.lr_sh, cfg.lr_sh_final)
         # RMSProp's step is about lr in the parameter's units: scene-unit rates become world-unit ones
-        self._update(grid.density, self.sq_density, rows, g_density, lr_sigma / scale, cfg.nonnegative_density)
+        self._update(grid.density, self.sq_density, rows, g_density, lr_sigma / scale, cfg.nonnegative_density,
+                     write=grid.write_density)  # (it keeps the march's copy of the density current)
         self._update(grid.sh, self.sq_sh, rows, g_sh, lr_sh)
         if env is not None and grid.background_map is not None:
             lr_bg = delayed_lr(self.step, cfg.steps, cfg.lr_background, cfg.lr_background_final)
@@ -474,15 +475,16 @@ class Trainer:
 
     def _update(
         self, param: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, lr: float,
-        nonnegative: bool = False,
+        nonnegative: bool = False, write: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
     ) -> None:
-        """RMSProp on the touched rows, with their gradient given compactly ([len(rows), ...])."""
+        """RMSProp on the touched rows, with their gradient given compactly ([len(rows), ...]); `write`
+        stores the new rows (default: into `param`)."""
         v, p = rmsprop_rows(param.index_select(0, rows), sq.index_select(0, rows), grad, lr,
                             self.cfg.rms_beta, self.cfg.rms_eps)
         if nonnegative:
             p.clamp_(min=0.0)
-        if param is self.grid.density:
-            self.grid.write_density(rows, p)  # and the march's copy of it
+        if write is not None:
+            write(rows, p)
         else:
             param.index_copy_(0, rows, p)
         sq.index_copy_(0, rows, v)

@@ -29,6 +29,8 @@ CORNERS = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], dtyp
 # Below this many elements, the backward scatters all 8 corners in one index_add_ through an [S, 8, C]
 # product (16 MB); above it, one corner at a time, so that memory stays O(S * C).
 _ONE_SCATTER_LIMIT = 1 << 22
+# devices whose torch has embedding_bag with per-sample weights (MPS lacks it: pytorch issue 162270)
+_BAG_DEVICES = {"cpu", "cuda"}
 
 
 class TrilinearGather(torch.autograd.Function):
@@ -58,15 +60,12 @@ class TrilinearGather(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad = grad_out.new_zeros((ctx.n_rows, grad_out.shape[1]))
             if idx.numel() * grad_out.shape[1] <= _ONE_SCATTER_LIMIT:
-                grad.index_add_(0, idx.reshape(-1), (w[:, :, None] * grad_out[:, None, :]).reshape(-1, grad_out.shape[1]))
+                per_corner = w[:, :, None] * grad_out[:, None, :]
+                grad.index_add_(0, idx.reshape(-1), per_corner.reshape(-1, grad_out.shape[1]))
             else:
                 for c in range(idx.shape[1]):
                     grad.index_add_(0, idx[:, c], grad_out * w[:, c : c + 1])
         return grad, None, None
-
-
-# devices whose torch has embedding_bag with per-sample weights (MPS lacks it: pytorch issue 162270)
-_BAG_DEVICES = {"cpu", "cuda"}
 
 
 def trilinear(data: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -103,7 +102,7 @@ class SparseGrid:
         self._coords: torch.Tensor | None = None
         self._padded: tuple[torch.Tensor, torch.Tensor] | None = None
         self._padded_rows: torch.Tensor | None = None
-        self._offsets32: torch.Tensor | None = None
+        self._pair_offsets32: torch.Tensor | None = None
         # (the density tensor it copies, that tensor's version counter, the volume)
         self._volume: tuple[torch.Tensor, int, torch.Tensor] | None = None
         # Constants the render path needs on every step, built once per grid: a Python number read
@@ -236,12 +235,12 @@ class SparseGrid:
 
     def write_density(self, rows: torch.Tensor, values: torch.Tensor) -> None:
         """density[rows] = values, keeping the density volume current without a rebuild."""
-        fresh = self._volume is not None and self._volume[0] is self.density and self._volume[1] == self.density._version
+        cached = self._volume
+        fresh = cached is not None and cached[0] is self.density and cached[1] == self.density._version
         self.density.index_copy_(0, rows, values)
-        if fresh and self._volume is not None:
-            vol = self._volume[2]
-            vol.index_copy_(0, self.padded_rows().index_select(0, rows), values)
-            self._volume = (self.density, self.density._version, vol)
+        if cached is not None and fresh:
+            cached[2].index_copy_(0, self.padded_rows().index_select(0, rows), values)
+            self._volume = (self.density, self.density._version, cached[2])
 
     def _padded_cells(self) -> int:
         px, py, pz = (n + 2 for n in self.resolution)
@@ -261,16 +260,17 @@ class SparseGrid:
         flat = (ijk[:, 0] * py + ijk[:, 1]) * pz + ijk[:, 2]
         # the z-neighbours lie next to each other: gather them in pairs, through an overlapping view
         pairs = torch.as_strided(vol, (vol.shape[0] - 1, 2), (1, 1))
-        v = pairs.index_select(0, (flat[:, None] + self._corner_offsets32()[::2]).view(-1)).view(-1, 2, 4)
+        v = pairs.index_select(0, (flat[:, None] + self._pair_offsets()).view(-1)).view(-1, 2, 4)
         c = torch.lerp(v[:, 0], v[:, 1], frac[:, :1]).view(-1, 2, 2)  # corners dx-major: x, then y, z
         c = torch.lerp(c[:, 0], c[:, 1], frac[:, 1:2])
         return torch.lerp(c[:, 0], c[:, 1], frac[:, 2])
 
-    def _corner_offsets32(self) -> torch.Tensor:
-        _, offsets = self._padded_links()
-        if self._offsets32 is None:
-            self._offsets32 = offsets.to(torch.int32)
-        return self._offsets32
+    def _pair_offsets(self) -> torch.Tensor:
+        """The flat offsets (int32) of the corners with dz = 0: each heads a (z, z + 1) pair."""
+        if self._pair_offsets32 is None:
+            _, offsets = self._padded_links()
+            self._pair_offsets32 = offsets[::2].to(torch.int32).contiguous()
+        return self._pair_offsets32
 
     # --- empty-space skipping ----------------------------------------------------------------------
     def refresh_occupancy(self) -> None:

@@ -42,6 +42,9 @@ def test_schedules() -> None:
     assert math.isclose(delayed_lr(0, 100, 1.0, 0.01, delay_steps=10, delay_mult=0.1), 0.1)
     assert math.isclose(delayed_lr(10, 100, 1.0, 0.01, delay_steps=10, delay_mult=0.1), log_lerp_lr(10, 100, 1.0, 0.01))
     assert delayed_lr(3, 100, 1.0, 0.01, 10, 0.1) < delayed_lr(6, 100, 1.0, 0.01, 10, 0.1)
+    # a schedule fraction given apart from the step drives the decay; the warm-up still counts steps
+    assert math.isclose(log_lerp_lr(10, 100, 1.0, 0.01, progress=1.0), 0.01)
+    assert math.isclose(delayed_lr(5, 100, 1.0, 0.01, 10, 0.1, progress=0.5), 0.1 * (0.1 + 0.9 * math.sin(math.pi / 4)))
 
 
 def test_first_touch_starts_the_statistics_at_the_squared_gradient() -> None:

@@ -178,6 +178,23 @@ def test_training_puts_no_float64_on_the_device(sphere: Dataset, tmp_path: Path)
     assert watch.float64 == [], f"float64 during training: {sorted(set(watch.float64))}"
 
 
+def test_a_time_limit_runs_the_learning_rate_schedule_to_its_end(sphere: Dataset, tmp_path: Path) -> None:
+    # a run that max_minutes stops should end at its final rates, not at its step count's share of them
+    cfg = small_config(steps=1000, max_minutes=2.0)
+    trainer = Trainer(cfg, sphere, tmp_path, ListSink(), CPU)
+    trainer.step, trainer.elapsed = 250, 30.0  # a quarter of the steps, a quarter of the time
+    assert math.isclose(trainer.schedule_progress(), 0.25)
+    trainer.elapsed = 90.0                     # time runs ahead of the steps: time decides
+    assert math.isclose(trainer.schedule_progress(), 0.75)
+    trainer.step = 900                         # steps run ahead of the time: steps decide
+    assert math.isclose(trainer.schedule_progress(), 0.9)
+    trainer.elapsed = 150.0                    # past the limit: the end of the schedule, not beyond
+    assert trainer.schedule_progress() == 1.0
+    untimed = Trainer(small_config(steps=1000), sphere, tmp_path / "b", ListSink(), CPU)
+    untimed.step, untimed.elapsed = 250, 1e6
+    assert math.isclose(untimed.schedule_progress(), 0.25)
+
+
 def test_a_structure_change_that_would_run_past_max_minutes_is_skipped(sphere: Dataset, tmp_path: Path) -> None:
     cfg = small_config(steps=100000, upsample_at=[2], prune_at=[], max_minutes=1.0)
     trainer = Trainer(cfg, sphere, tmp_path, ListSink(), CPU)

@@ -16,7 +16,6 @@ nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -28,7 +27,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trainer.config import preset
+from trainer.config import check_config, preset
+from trainer.io.config_io import apply_sets
 from trainer.io.data import load_dataset
 from trainer.engine.grid import SparseGrid
 from trainer.engine.metrics import psnr, ssim
@@ -51,13 +51,6 @@ class RecordingSink:
         elif event == "stage":
             print(f"  {now:7.1f}s {f['name']} at step {f['step']} {f['resolution']}: "
                   f"{f['voxels_before']} -> {f['voxels_after']} voxels", flush=True)
-
-
-def parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def main() -> int:
@@ -97,11 +90,13 @@ def write_smoke_dataset(root: Path) -> None:
 def benchmark(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = preset(args.preset)
-    cfg.max_minutes = args.minutes
-    for item in args.set:
-        key, _, value = item.partition("=")
-        setattr(cfg, key, parse_value(value))
+    # --set as the trainer's command line reads it (typed and checked: resolutions=64,128,224)
+    try:
+        cfg = apply_sets(preset(args.preset), [f"max_minutes={args.minutes}", *args.set])
+        check_config(cfg)
+    except (KeyError, ValueError) as e:  # an unknown preset or key, a bad value
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     device = resolve_device(cfg.device)
     t = time.perf_counter()
     data = load_dataset(args.data, downscale=args.downscale, background=tuple(cfg.background),

@@ -43,7 +43,9 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between checkpoint.pt writes (0 = only at the end / on interrupt)
     snapshot_every: int = 0  # steps between snapshot.npz writes for the live preview (0 = never)
     log_every: int = 50  # steps between progress events
-    max_minutes: float = 0.0  # stop training early after this much wall time (0 = no limit)
+    # Stop training after this much wall time (0 = no limit). The learning rates then decay with the
+    # larger of the steps' and the time's share, so a run the limit stops still ends at its final rates.
+    max_minutes: float = 0.0
 
     # --- scene box and grid --------------------------------------------------------------------
     # World box the grid spans, [[xmin,ymin,zmin],[xmax,ymax,zmax]]. None (the default): the dataset's
@@ -66,7 +68,8 @@ class TrainConfig:
     step_size: float = 0.5  # distance between samples along a ray, in voxels (of the smallest voxel side)
     stop_transmittance: float = 1e-3  # early ray termination: samples behind this transmittance are skipped
     # steps between rebuilds of the mask of live cells (those near a voxel with positive density), which
-    # lets the march skip whole ray segments; samples in the segments it keeps read the current density
+    # lets the march skip whole ray segments; samples in the segments it keeps read the current density.
+    # On grids over 128^3 cells, proportionally more steps (train.occupancy_interval).
     occupancy_every: int = 4
 
     # --- learning rates (RMSProp; density in scene units) ---------------------------------------------

@@ -16,7 +16,7 @@ from trainer.config import PRESETS, check_config, preset
 from trainer.io.data import Dataset, load_dataset
 from trainer.engine.metrics import psnr
 from trainer.engine.render import render_image
-from trainer.train import Trainer, TrainingError, run_training
+from trainer.train import Trainer, TrainingError, occupancy_interval, run_training
 
 CPU = torch.device("cpu")
 
@@ -176,6 +176,14 @@ def test_training_puts_no_float64_on_the_device(sphere: Dataset, tmp_path: Path)
         result = run_training(cfg, sphere, tmp_path, ListSink(), resume=False, device=CPU)
     assert result.step == 24 and watch.ops > 1000
     assert watch.float64 == [], f"float64 during training: {sorted(set(watch.float64))}"
+
+
+def test_the_occupancy_is_rebuilt_less_often_on_grids_larger_than_128_cubed() -> None:
+    assert occupancy_interval(4, (64, 64, 64)) == 4
+    assert occupancy_interval(4, (81, 128, 90)) == 4
+    assert occupancy_interval(4, (256, 256, 256)) == 32   # 8x the cells, 8x the steps between rebuilds
+    assert occupancy_interval(4, (151, 256, 170)) == 13
+    assert occupancy_interval(0, (16, 16, 16)) == 1
 
 
 def test_a_time_limit_runs_the_learning_rate_schedule_to_its_end(sphere: Dataset, tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ class TrainConfig:
     snapshot_every: int = 0  # steps between snapshot.npz writes for the live preview (0 = never)
     log_every: int = 50  # steps between progress events
     # Stop training after this much wall time (0 = no limit). The learning rates then decay with the
-    # larger of the steps' and the time's share, so a run the limit stops still ends at its final rates.
+    # larger of the steps' and the time's share, so a run the limit stops still ends at its final rates
+    # (and, following the clock, is not repeatable step for step).
     max_minutes: float = 0.0
 
     # --- scene box and grid --------------------------------------------------------------------

@@ -470,26 +470,25 @@ class Trainer:
         g_density, g_sh, *g_env = torch.autograd.grad(loss, (density, sh) if env is None else (density, sh, env))
 
         progress = self.schedule_progress()
-        lr_sigma = delayed_lr(
-            self.step, cfg.steps, cfg.lr_sigma, cfg.lr_sigma_final, cfg.lr_sigma_delay_steps, cfg.lr_sigma_delay_mult,
-            progress,
-        )
+        lr_sigma = delayed_lr(self.step, cfg.steps, cfg.lr_sigma, cfg.lr_sigma_final,
+                              cfg.lr_sigma_delay_steps, cfg.lr_sigma_delay_mult, progress)
         lr_sh = delayed_lr(self.step, cfg.steps, cfg.lr_sh, cfg.lr_sh_final, progress=progress)
         # RMSProp's step is about lr in the parameter's units: scene-unit rates become world-unit ones
         self._update(grid.density, self.sq_density, rows, g_density, lr_sigma / scale, cfg.nonnegative_density,
                      write=grid.write_density)  # (it keeps the march's copy of the density current)
         self._update(grid.sh, self.sq_sh, rows, g_sh, lr_sh)
         if env is not None and grid.background_map is not None:
-            lr_bg = delayed_lr(self.step, cfg.steps, cfg.lr_background, cfg.lr_background_final, progress=progress)
+            lr_bg = delayed_lr(self.step, cfg.steps, cfg.lr_background, cfg.lr_background_final,
+                               progress=progress)
             v, p = rmsprop_rows(grid.background_map, self.sq_background, g_env[0], lr_bg, cfg.rms_beta, cfg.rms_eps)
             grid.background_map.copy_(p.clamp_(0.0, 1.0))
             self.sq_background.copy_(v)
         return loss.detach(), loss_mse.detach()
 
     def schedule_progress(self) -> float:
-        """How far through its schedule the run is, 0 to 1: the larger of the share of steps done and, under
-        max_minutes, the share of the time used. A run the time limit stops then still ends at its final
-        learning rates instead of wherever its step count had reached."""
+        """How far through its schedule the run is, 0 to 1: the larger of the share of steps done and,
+        under max_minutes, the share of the time used. A run the time limit stops then still ends at its
+        final learning rates instead of wherever its step count had reached."""
         progress = self.step / max(self.cfg.steps, 1)
         if self.cfg.max_minutes > 0:
             progress = max(progress, self.elapsed / (60.0 * self.cfg.max_minutes))

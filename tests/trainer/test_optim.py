@@ -44,7 +44,8 @@ def test_schedules() -> None:
     assert delayed_lr(3, 100, 1.0, 0.01, 10, 0.1) < delayed_lr(6, 100, 1.0, 0.01, 10, 0.1)
     # a schedule fraction given apart from the step drives the decay; the warm-up still counts steps
     assert math.isclose(log_lerp_lr(10, 100, 1.0, 0.01, progress=1.0), 0.01)
-    assert math.isclose(delayed_lr(5, 100, 1.0, 0.01, 10, 0.1, progress=0.5), 0.1 * (0.1 + 0.9 * math.sin(math.pi / 4)))
+    ramp = 0.1 + 0.9 * math.sin(math.pi / 4)  # half-way through the 10-step warm-up
+    assert math.isclose(delayed_lr(5, 100, 1.0, 0.01, 10, 0.1, progress=0.5), 0.1 * ramp)
 
 
 def test_first_touch_starts_the_statistics_at_the_squared_gradient() -> None:

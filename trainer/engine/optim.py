@@ -59,9 +59,11 @@ def touched_rows(n_rows: int, *row_sets: torch.Tensor, device: torch.device | No
     return torch.nonzero(flag).squeeze(1)
 
 
-def log_lerp_lr(step: int, total: int, lr_init: float, lr_final: float, progress: float | None = None) -> float:
-    """Exponential (log-linear) decay from lr_init at step 0 to lr_final at `total`; `progress` (a fraction of
-    the schedule), when given, stands in for step / total."""
+def log_lerp_lr(
+    step: int, total: int, lr_init: float, lr_final: float, progress: float | None = None
+) -> float:
+    """Exponential (log-linear) decay from lr_init at step 0 to lr_final at `total`; `progress` (a
+    fraction of the schedule), when given, stands in for step / total."""
     if lr_init <= 0 or lr_final <= 0:
         return max(lr_init, 0.0)
     t = step / max(total, 1) if progress is None else progress

@@ -580,6 +580,8 @@ class Trainer:
             if rss is not None:
                 st["peak_rss_mb"] = rss if st["peak_rss_mb"] is None else max(st["peak_rss_mb"], rss)
             eta = self.elapsed / step * (cfg.steps - step)
+            if cfg.max_minutes > 0:  # the time limit may end the run first
+                eta = min(eta, max(0.0, 60.0 * cfg.max_minutes - self.elapsed))
             self.sink.emit(
                 "progress", step=step, total=cfg.steps, loss=loss,
                 psnr=-10.0 * math.log10(max(loss_mse, 1e-10)), resolution=list(self.grid.resolution),

@@ -205,13 +205,17 @@ def test_a_time_limit_runs_the_learning_rate_schedule_to_its_end(sphere: Dataset
 
 def test_a_structure_change_that_would_run_past_max_minutes_is_skipped(sphere: Dataset, tmp_path: Path) -> None:
     cfg = small_config(steps=100000, upsample_at=[2], prune_at=[], max_minutes=1.0)
-    trainer = Trainer(cfg, sphere, tmp_path, ListSink(), CPU)
+    sink = ListSink()
+    trainer = Trainer(cfg, sphere, tmp_path, sink, CPU)
     assert not trainer._runs_past_limit(upsampling=True)     # no speed measured yet: nothing to go on
     trainer.elapsed = 56.0                # seconds of steps left
     trainer._prune_rays_per_s = 1.0       # a pass would take hours: the run ends on the coarse grid
     assert trainer._runs_past_limit(upsampling=True) and trainer._runs_past_limit(upsampling=False)
     result = trainer.run()
     assert trainer.stage == 0 and max(result.grid.resolution) == 12 and 2 < result.step < 100000
+    # the progress events' ETA is the time left, not the 100,000 steps' worth
+    progress = [f for e, f in sink.events if e == "progress"]
+    assert progress and all(f["eta"] <= 60.0 - f["elapsed"] + 1e-6 for f in progress)
     quick = Trainer(cfg, sphere, tmp_path / "b", ListSink(), CPU)
     quick.elapsed = 59.0
     quick._prune_rays_per_s = 1e12

@@ -27,8 +27,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trainer.config import check_config, preset
-from trainer.io.config_io import apply_sets
+from trainer.io.config_io import ConfigError, build_config
 from trainer.io.data import load_dataset
 from trainer.engine.grid import SparseGrid
 from trainer.engine.metrics import psnr, ssim
@@ -90,11 +89,10 @@ def write_smoke_dataset(root: Path) -> None:
 def benchmark(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    # --set as the trainer's command line reads it (typed and checked: resolutions=64,128,224)
+    # the preset and --set as the trainer's command line reads them (typed and checked)
     try:
-        cfg = apply_sets(preset(args.preset), [f"max_minutes={args.minutes}", *args.set])
-        check_config(cfg)
-    except (KeyError, ValueError) as e:  # an unknown preset or key, a bad value
+        cfg = build_config(args.preset, sets=[f"max_minutes={args.minutes}", *args.set])
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     device = resolve_device(cfg.device)

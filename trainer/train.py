@@ -29,7 +29,7 @@ from trainer.engine.pixel_rays import PixelRays
 from trainer.engine.grid import SparseGrid
 from trainer.io.gridfile import save_grid
 from trainer.engine.losses import beta_loss, cauchy_sparsity, mse, total_variation, tv_neighbours
-from trainer.engine.optim import delayed_lr, rmsprop_rows, touched_rows
+from trainer.engine.optim import delayed_lr, log_lerp_lr, rmsprop_rows, touched_rows
 from trainer.engine.render import (
     RenderOptions,
     Samples,
@@ -470,16 +470,15 @@ class Trainer:
         g_density, g_sh, *g_env = torch.autograd.grad(loss, (density, sh) if env is None else (density, sh, env))
 
         progress = self.schedule_progress()
-        lr_sigma = delayed_lr(self.step, cfg.steps, cfg.lr_sigma, cfg.lr_sigma_final,
-                              cfg.lr_sigma_delay_steps, cfg.lr_sigma_delay_mult, progress)
-        lr_sh = delayed_lr(self.step, cfg.steps, cfg.lr_sh, cfg.lr_sh_final, progress=progress)
+        lr_sigma = delayed_lr(progress, self.step, cfg.lr_sigma, cfg.lr_sigma_final,
+                              cfg.lr_sigma_delay_steps, cfg.lr_sigma_delay_mult)
+        lr_sh = log_lerp_lr(progress, cfg.lr_sh, cfg.lr_sh_final)
         # RMSProp's step is about lr in the parameter's units: scene-unit rates become world-unit ones
         self._update(grid.density, self.sq_density, rows, g_density, lr_sigma / scale, cfg.nonnegative_density,
                      write=grid.write_density)  # (it keeps the march's copy of the density current)
         self._update(grid.sh, self.sq_sh, rows, g_sh, lr_sh)
         if env is not None and grid.background_map is not None:
-            lr_bg = delayed_lr(self.step, cfg.steps, cfg.lr_background, cfg.lr_background_final,
-                               progress=progress)
+            lr_bg = log_lerp_lr(progress, cfg.lr_background, cfg.lr_background_final)
             v, p = rmsprop_rows(grid.background_map, self.sq_background, g_env[0], lr_bg, cfg.rms_beta, cfg.rms_eps)
             grid.background_map.copy_(p.clamp_(0.0, 1.0))
             self.sq_background.copy_(v)

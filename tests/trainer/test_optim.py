@@ -36,16 +36,17 @@ def test_touched_rows_is_sorted_unique() -> None:
 
 
 def test_schedules() -> None:
-    assert math.isclose(log_lerp_lr(0, 100, 1.0, 0.01), 1.0)
-    assert math.isclose(log_lerp_lr(50, 100, 1.0, 0.01), 0.1)
-    assert math.isclose(log_lerp_lr(100, 100, 1.0, 0.01), 0.01)
-    assert math.isclose(delayed_lr(0, 100, 1.0, 0.01, delay_steps=10, delay_mult=0.1), 0.1)
-    assert math.isclose(delayed_lr(10, 100, 1.0, 0.01, delay_steps=10, delay_mult=0.1), log_lerp_lr(10, 100, 1.0, 0.01))
-    assert delayed_lr(3, 100, 1.0, 0.01, 10, 0.1) < delayed_lr(6, 100, 1.0, 0.01, 10, 0.1)
-    # a schedule fraction given apart from the step drives the decay; the warm-up still counts steps
-    assert math.isclose(log_lerp_lr(10, 100, 1.0, 0.01, progress=1.0), 0.01)
+    assert math.isclose(log_lerp_lr(0.0, 1.0, 0.01), 1.0)
+    assert math.isclose(log_lerp_lr(0.5, 1.0, 0.01), 0.1)
+    assert math.isclose(log_lerp_lr(1.0, 1.0, 0.01), 0.01)
+    assert math.isclose(delayed_lr(0.0, 0, 1.0, 0.01, delay_steps=10, delay_mult=0.1), 0.1)
+    assert math.isclose(delayed_lr(0.1, 10, 1.0, 0.01, delay_steps=10, delay_mult=0.1),
+                        log_lerp_lr(0.1, 1.0, 0.01))
+    assert delayed_lr(0.03, 3, 1.0, 0.01, 10, 0.1) < delayed_lr(0.06, 6, 1.0, 0.01, 10, 0.1)
+    # the schedule's share done drives the decay, apart from the step; the warm-up still counts steps
+    assert math.isclose(delayed_lr(1.0, 10, 1.0, 0.01), 0.01)  # step 10, yet the schedule's end
     ramp = 0.1 + 0.9 * math.sin(math.pi / 4)  # half-way through the 10-step warm-up
-    assert math.isclose(delayed_lr(5, 100, 1.0, 0.01, 10, 0.1, progress=0.5), 0.1 * ramp)
+    assert math.isclose(delayed_lr(0.5, 5, 1.0, 0.01, 10, 0.1), 0.1 * ramp)
 
 
 def test_first_touch_starts_the_statistics_at_the_squared_gradient() -> None:

@@ -59,25 +59,21 @@ def touched_rows(n_rows: int, *row_sets: torch.Tensor, device: torch.device | No
     return torch.nonzero(flag).squeeze(1)
 
 
-def log_lerp_lr(
-    step: int, total: int, lr_init: float, lr_final: float, progress: float | None = None
-) -> float:
-    """Exponential (log-linear) decay from lr_init at step 0 to lr_final at `total`; `progress` (a
-    fraction of the schedule), when given, stands in for step / total."""
+def log_lerp_lr(progress: float, lr_init: float, lr_final: float) -> float:
+    """Exponential (log-linear) decay from lr_init to lr_final as `progress` (the share of the schedule
+    done) goes from 0 to 1."""
     if lr_init <= 0 or lr_final <= 0:
         return max(lr_init, 0.0)
-    t = step / max(total, 1) if progress is None else progress
-    t = min(max(t, 0.0), 1.0)
+    t = min(max(progress, 0.0), 1.0)
     return math.exp(math.log(lr_init) * (1 - t) + math.log(lr_final) * t)
 
 
 def delayed_lr(
-    step: int, total: int, lr_init: float, lr_final: float, delay_steps: int = 0, delay_mult: float = 1.0,
-    progress: float | None = None,
+    progress: float, step: int, lr_init: float, lr_final: float, delay_steps: int = 0, delay_mult: float = 1.0
 ) -> float:
     """log_lerp_lr times a warm-up that rises from delay_mult to 1 along a quarter sine over delay_steps
-    (the warm-up counts steps even when `progress` drives the decay)."""
-    lr = log_lerp_lr(step, total, lr_init, lr_final, progress)
+    (the warm-up counts steps, whatever drives the decay)."""
+    lr = log_lerp_lr(progress, lr_init, lr_final)
     if delay_steps > 0:
         ramp = math.sin(0.5 * math.pi * min(max(step / delay_steps, 0.0), 1.0))
         lr *= delay_mult + (1.0 - delay_mult) * ramp

@@ -7,6 +7,7 @@ and the figures of a 40-step run on a 24x24 sphere mean nothing.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -50,3 +51,19 @@ def test_bench_real_capture_smoke_runs_every_variant_and_prints_its_table(repo_r
     # the learned background either trains or says that this trainer lacks it; the table has its row
     assert re.search(rf"^background +(\S+ aabb_scale +40 +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}|"
                      r"- +- +- +[0-9.]+ +- +- +background_model not available in this trainer)$", out, re.MULTILINE), out
+
+
+def test_check_cuda_runs_its_checks_with_the_cpu_in_place_of_the_gpu(repo_root: Path, tmp_path: Path) -> None:
+    # CI has no GPU: "cpu" runs the script's own code (each check then compares the CPU with itself),
+    # so that it still works against the trainer's API when a session is next lent a GPU
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "benchmarks" / "check_cuda.py"), "cpu"],
+        cwd=tmp_path, check=False, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = re.findall(r"^(ok  |FAIL) (.+?):", proc.stdout, re.MULTILINE)
+    assert [c[1] for c in checks] == [
+        "grid after 1 shared step(s)", "grid after 40 shared step(s)", "render of one grid",
+        "host synchronisations in a CUDA step", "tiny run's test PSNR, CUDA against CPU"], proc.stdout
+    assert proc.stdout.rstrip().endswith("all passed"), proc.stdout

@@ -178,9 +178,10 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     # GPU (session 9, an H100, lego at 400x400: benchmarks/bench_lego.py --downscale 1): `default`'s
     # recipe with a fourth stage at 512 and 8x its batch, which a GPU runs in about the time of the
-    # 5,000-ray batch (a step is many small kernels). 32.74 dB at pixel area in 138 s of training, 2.7 M
-    # rays/s at 512; 4,500 steps gave 32.24 in 59 s, and the final grid at 256 32.29. The paper's TV
-    # weights wrecked it (14.3 dB; SH TV alone 22.0): TV stays off until it works with this optimiser.
+    # 5,000-ray batch (a step is many small kernels). 32.72 dB at pixel area in 151 s of training, 3.0 M
+    # rays/s at 512, 6.5 GiB; 4,500 steps gave 32.24 in 59 s, and a final grid of 256 32.29. The paper's
+    # TV weights wrecked it (14.3 dB; SH TV alone 22.0): TV stays off until it works with RMSProp
+    # (docs/ENGINE.md, session 9).
     "quality": _preset(
         steps=9000, resolutions=[64, 128, 256, 512], upsample_at=[500, 2000, 4500], batch_rays=40000,
         checkpoint_every=5000, log_every=250, snapshot_every=2500, prune_at=[50, 200, 400], prune_ray_stride=2,

@@ -590,7 +590,7 @@ class Trainer:
             self.save()
         if snapshot:
             path = self.out_dir / "snapshot.npz"
-            save_grid(path, self.grid.to_grid_data({"step": step, "snapshot": True}), compress=False)
+            save_grid(path, self.grid.to_grid_data({"step": step, "snapshot": True}))
             self.sink.emit("snapshot", step=step, path=str(path))
 
 

@@ -24,14 +24,13 @@ def random_grid(n: int = 50, degree: int = 2, seed: int = 0) -> GridData:
                     metadata={"step": 12, "psnr": 30.5, "config": {"steps": 12}})
 
 
-@pytest.mark.parametrize(("color_space", "compress"), [("linear", True), ("srgb", True), ("linear", False)])
-def test_round_trip_is_exact_and_pickle_free(tmp_path: Path, color_space: str, compress: bool) -> None:
+@pytest.mark.parametrize("color_space", ["linear", "srgb"])
+def test_round_trip_is_exact_and_pickle_free(tmp_path: Path, color_space: str) -> None:
     grid = random_grid()
     grid.color_space = color_space
-    save_grid(tmp_path / "g.npz", grid, compress=compress)
-    with zipfile.ZipFile(tmp_path / "g.npz") as z:  # snapshots are stored, not deflated (for speed)
-        methods = {i.compress_type for i in z.infolist()}
-    assert methods == {zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED}
+    save_grid(tmp_path / "g.npz", grid)
+    with zipfile.ZipFile(tmp_path / "g.npz") as z:  # stored, not deflated: deflate was slow on large grids
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
     with np.load(tmp_path / "g.npz", allow_pickle=False) as raw:
         assert str(raw["format"]) == "blender_plenox.grid" and int(raw["version"]) == 3
         assert raw["coords"].dtype == np.int32 and raw["aabb"].dtype == np.float64

@@ -14,6 +14,7 @@ from torch.utils._pytree import tree_leaves
 
 from trainer.config import PRESETS, check_config, preset
 from trainer.io.data import Dataset, load_dataset
+from trainer.io.gridfile import load_grid
 from trainer.engine.metrics import psnr
 from trainer.engine.render import render_image
 from trainer.train import Trainer, TrainingError, occupancy_interval, run_training
@@ -75,6 +76,7 @@ def test_psnr_rises_and_events_follow_contract_3(sphere: Dataset, tmp_path: Path
     assert progress[-1]["step"] == 120 and progress[-1]["total"] == 120
     assert progress[-1]["psnr"] > progress[0]["psnr"] + 3.0
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "snapshot.npz").is_file()
+    assert load_grid(tmp_path / "snapshot.npz").metadata["snapshot"] is True
     # the uniform grey start scores far lower on held-out views than the trained grid
     start = type(result.grid).dense(12, result.grid.aabb, 1, 0.1 / (2.0 / 12))
     assert test_psnr(result.grid) > test_psnr(start) + 5.0

@@ -34,7 +34,7 @@ from trainer.engine.grid import SparseGrid
 from trainer.engine.metrics import psnr
 from trainer.engine.render import render_image
 from trainer.io.data import Dataset, load_dataset
-from trainer.train import Trainer, render_options
+from trainer.train import Trainer, occupancy_interval, render_options
 
 # a second argument, "cpu", runs the script's own code here without a GPU (every check then compares
 # the CPU with itself)
@@ -81,7 +81,7 @@ def same_steps(data: Dataset, out: Path) -> None:
                 while t.step < steps:
                     t.train_step()
                     t.step += 1
-                    if t.step % 4 == 0:
+                    if t.step % occupancy_interval(cfg.occupancy_every, t.grid.resolution) == 0:
                         t.grid.refresh_occupancy()
         c, g = trainers["cpu"].grid, trainers["cuda"].grid
         e_d, e_sh = rel(g.density, c.density), rel(g.sh, c.sh)
@@ -94,12 +94,11 @@ def same_render(data: Dataset, out: Path) -> None:
     t = Trainer(cfg, data, out / "render", NullSink(), CPU)
     t.run()
     te, opts = data.test, render_options(cfg)
-    images: dict[str, torch.Tensor] = {}
-    for d in (CPU, CUDA):
-        grid = SparseGrid.from_grid_data(t.grid.to_grid_data({}), d)
-        images[str(len(images))] = render_image(grid, te.c2w[0].to(d), te.intrinsics[0].to(d), te.width, te.height,
-                                      data.background, opts=opts, supersample=2).cpu()
-    e = rel(images["1"], images["0"])
+    cpu_image, gpu_image = (
+        render_image(SparseGrid.from_grid_data(t.grid.to_grid_data({}), d), te.c2w[0].to(d), te.intrinsics[0].to(d),
+                     te.width, te.height, data.background, opts=opts, supersample=2).cpu()
+        for d in (CPU, CUDA))
+    e = rel(gpu_image, cpu_image)
     check("render of one grid", e < 1e-4, f"relative difference {e:.2e}")
 
 

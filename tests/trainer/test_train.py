@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from trainer.io.data import Dataset, load_dataset
 from trainer.io.gridfile import load_grid
 from trainer.engine.metrics import psnr
 from trainer.engine.render import render_image
+from trainer import train as train_module
 from trainer.train import Trainer, TrainingError, occupancy_interval, run_training
 
 CPU = torch.device("cpu")
@@ -50,6 +52,30 @@ def small_config(**kw: Any) -> Any:
     }
     base.update(kw)
     return dataclasses.replace(preset("tiny"), **base)
+
+
+@pytest.mark.parametrize("write_seconds", [0.0, 1.0])
+def test_snapshots_take_at_most_a_tenth_of_the_run(sphere: Dataset, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch, write_seconds: float) -> None:
+    # A large grid's snapshot takes seconds; the add-on asks for one every 250 steps. Here a write made
+    # to last a second (as one of millions of voxels does) leaves the next ones undue until 9 s of
+    # training have passed, which 40 steps of this small grid never reach; quick writes keep coming
+    # (not necessarily every one: a write of a few ms wants a few tens of ms of training after it).
+    real_save = train_module.save_grid
+
+    def save(path: Path, grid: Any) -> None:
+        time.sleep(write_seconds)
+        real_save(path, grid)
+
+    monkeypatch.setattr(train_module, "save_grid", save)
+    cfg = small_config(steps=40, upsample_at=[], resolutions=[12], prune_at=[], snapshot_every=5)
+    sink = ListSink()
+    run_training(cfg, sphere, tmp_path, sink, resume=False, device=CPU)
+    steps = [f["step"] for e, f in sink.events if e == "snapshot"]
+    if write_seconds:
+        assert steps == [5]
+    else:
+        assert steps[0] == 5 and len(steps) >= 3, steps
 
 
 def test_psnr_rises_and_events_follow_contract_3(sphere: Dataset, tmp_path: Path) -> None:

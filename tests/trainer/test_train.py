@@ -13,12 +13,12 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from trainer import train as train_module
 from trainer.config import PRESETS, check_config, preset
-from trainer.io.data import Dataset, load_dataset
-from trainer.io.gridfile import load_grid
 from trainer.engine.metrics import psnr
 from trainer.engine.render import render_image
-from trainer import train as train_module
+from trainer.io.data import Dataset, load_dataset
+from trainer.io.gridfile import load_grid
 from trainer.train import Trainer, TrainingError, occupancy_interval, run_training
 
 CPU = torch.device("cpu")

@@ -232,8 +232,7 @@ class Trainer:
         # (step, loss, MSE) of the steps since the losses were last read, as device scalars
         self._window: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self._prune_rays_per_s: float | None = None  # the last pruning pass's speed (max_minutes estimates)
-        self._snapshot_cost = 0.0  # seconds the last snapshot took to write...
-        self._snapshot_at = 0.0  # ...and self.elapsed when it was written
+        self._next_snapshot_at = 0.0  # self.elapsed before which no snapshot falls due
         self._new_stage_stats()
 
     # --- setup -------------------------------------------------------------------------------------
@@ -582,7 +581,7 @@ class Trainer:
         # add-on's live preview asks for one every 250 steps (~4 s of training there): one falls due
         # only once the training since the last has lasted SNAPSHOT_SPACING times its write.
         snapshot = (cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0
-                    and self.elapsed - self._snapshot_at >= SNAPSHOT_SPACING * self._snapshot_cost)
+                    and self.elapsed >= self._next_snapshot_at)
         if log or checkpoint or snapshot:  # never write a grid from a step whose loss was not finite
             loss, loss_mse = self._read_losses()
         if log:
@@ -603,8 +602,7 @@ class Trainer:
             path = self.out_dir / "snapshot.npz"
             t0 = time.perf_counter()
             save_grid(path, self.grid.to_grid_data({"step": step, "snapshot": True}))
-            self._snapshot_cost = time.perf_counter() - t0
-            self._snapshot_at = self.elapsed + self._snapshot_cost
+            self._next_snapshot_at = self.elapsed + (1.0 + SNAPSHOT_SPACING) * (time.perf_counter() - t0)
             self.sink.emit("snapshot", step=step, path=str(path))
 
 

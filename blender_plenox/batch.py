@@ -94,6 +94,12 @@ def _add_rna_option(parser: argparse.ArgumentParser, option: str, prop: Any) -> 
         parser.add_argument(flag, dest=dest, metavar="DIR", default=None, help=help_text)
 
 
+# option name → train-settings property (the Train panel's), for the --train step
+TRAIN_OPTIONS = {
+    "time-limit": "time_limit",
+    "threads": "threads",
+}
+
 # option name → import-settings property (the Import panel's), for the --import step
 IMPORT_OPTIONS = {
     "import-as": "import_as",
@@ -101,7 +107,7 @@ IMPORT_OPTIONS = {
 }
 
 
-def build_parser(settings_type: Any, import_type: Any = None) -> argparse.ArgumentParser:
+def build_parser(settings_type: Any, import_type: Any = None, train_type: Any = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batch.py",
         description="Capture posed renders of a Blender scene into a NeRF-synthetic dataset "
@@ -120,6 +126,10 @@ def build_parser(settings_type: Any, import_type: Any = None) -> argparse.Argume
     pipeline.add_argument("--run", metavar="DIR", help="Training run folder (default: beside --out, named run)")
     pipeline.add_argument("--preset", default=None, help="Trainer preset: tiny, fast, capture, default or quality")
     pipeline.add_argument("--device", default=None, help="Trainer device: auto, cpu, cuda or mps")
+    if train_type is not None:
+        rna_train = train_type.bl_rna.properties
+        for option, name in TRAIN_OPTIONS.items():
+            _add_rna_option(pipeline, option, rna_train[name])  # type: ignore[arg-type]
     pipeline.add_argument("--trainer-set", action="append", default=[], metavar="KEY=VALUE",
                           help="A trainer setting (trainer/config.py), repeatable")
     pipeline.add_argument("--view-dependent", action="store_true",
@@ -188,6 +198,10 @@ def train_and_import(args: argparse.Namespace, bpy: Any, addon_name: str) -> int
         if args.device:
             t.device = args.device
         t.view_dependent = args.view_dependent
+        for option, name in TRAIN_OPTIONS.items():
+            value = getattr(args, option.replace("-", "_"), None)
+            if value is not None:
+                setattr(t, name, value)
         t.extra_overrides = " ".join(args.trainer_set)
         t.resume = args.resume
         t.overwrite = not args.resume
@@ -256,6 +270,14 @@ def apply_settings(args: argparse.Namespace, settings: Any, bpy: Any) -> None:
         raise ValueError("--out: the dataset folder is required")
 
 
+def check_train_options(args: argparse.Namespace) -> None:
+    """Refuses, before anything is rendered, train options that the panel's fields would clamp."""
+    for option in TRAIN_OPTIONS:
+        value = getattr(args, option.replace("-", "_"), None)
+        if value is not None and value < 0:
+            raise ValueError(f"--{option}: must be 0 or more, got {value:g}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = script_argv(sys.argv if argv is None else argv)
     import bpy
@@ -263,12 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     addon = import_addon()
     addon.register()  # the options are read from the registered settings' RNA
     from_props = importlib.import_module(f"{addon.__name__}.properties")
-    parser = build_parser(from_props.PlenoxCaptureSettings, from_props.PlenoxImportSettings)
+    parser = build_parser(from_props.PlenoxCaptureSettings, from_props.PlenoxImportSettings,
+                          from_props.PlenoxTrainSettings)
     args = parser.parse_args(argv)  # exits 0 for --help, 2 for bad options
 
     session_mod = importlib.import_module(f"{addon.__name__}.capture.session")
     targets = importlib.import_module(f"{addon.__name__}.capture.targets")
     try:
+        check_train_options(args)
         if args.blend:
             if not Path(args.blend).is_file():
                 raise ValueError(f"{args.blend}: no such blend file")

@@ -98,6 +98,8 @@ class VIEW3D_PT_plenox_train(PlenoxPanel):
         col.prop(s, "output_dir")
         col.prop(s, "preset")
         col.prop(s, "device")
+        col.prop(s, "time_limit")
+        col.prop(s, "threads")
         col.prop(s, "view_dependent")
         col.prop(s, "use_overrides")
         if s.use_overrides:

@@ -80,6 +80,24 @@ class PlenoxTrainSettings(bpy.types.PropertyGroup):
     device: EnumProperty(  # type: ignore[valid-type]
         name="Device", description="Where the trainer runs", items=DEVICE_ITEMS, default="auto"
     )
+    time_limit: FloatProperty(  # type: ignore[valid-type]
+        name="Time Limit (min)",
+        description="Stop training after this many minutes, with the schedule run to its end in that "
+        "time (its learning rates decay with the time used); 0: no limit, every step of the preset",
+        default=0.0,
+        min=0.0,
+        soft_max=120.0,
+        precision=1,
+        step=100,
+    )
+    threads: IntProperty(  # type: ignore[valid-type]
+        name="CPU Threads",
+        description="Threads a CPU training uses; fewer keep Blender responsive while it runs. 0: one "
+        "per core",
+        default=0,
+        min=0,
+        soft_max=64,
+    )
     view_dependent: BoolProperty(  # type: ignore[valid-type]
         name="View-Dependent Colour",
         description="Train view-dependent colour (the preset's spherical harmonics), which the imported "

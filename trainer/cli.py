@@ -224,6 +224,8 @@ def _train(args: argparse.Namespace) -> int:
     corners = ", ".join("[" + ", ".join(f"{v:.4g}" for v in corner) + "]" for corner in box.box.tolist())
     log(f"scene box [{corners}] from {box.source}: {box.reason}")
     log(f"background: {background_choice(cfg, data.train.has_alpha)}")
+    about = describe_device(device)
+    log(f"device: {about['name']}" + (f", {about['threads']} threads" if "threads" in about else ""))
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / "config.json", cfg)
@@ -256,6 +258,7 @@ def _train(args: argparse.Namespace) -> int:
         "voxels": int(result.grid.n_active),
         "resolution": list(result.grid.resolution),
         "device": str(device),
+        **({"threads": about["threads"]} if "threads" in about else {}),
         **result.stats,   # the training loop's figures, e.g. "stages": rays/s, peak memory, pruning
         "trainer_version": __version__,
         "created": now_iso(),

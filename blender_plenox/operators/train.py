@@ -68,7 +68,9 @@ def build_command(context: Any, python: str) -> tuple[list[str], str]:
     if s.use_overrides:
         overrides.update(tp.schedule_overrides(s.final_resolution, s.steps, s.preset))
         overrides.update(prune_weight=s.prune_weight, tv_sigma=s.tv_sigma, tv_sh=s.tv_sh, sparsity=s.sparsity)
-    for pair in s.extra_overrides.split():
+    if s.time_limit > 0:
+        overrides["max_minutes"] = round(s.time_limit, 3)
+    for pair in s.extra_overrides.split():  # the user's own settings win
         key, sep, value = pair.partition("=")
         if sep:
             overrides[key] = value
@@ -85,6 +87,7 @@ def build_command(context: Any, python: str) -> tuple[list[str], str]:
         resume=resume,
         force=force,
         device=s.device if s.device != "auto" else "",
+        threads=s.threads,
     )
     return cmd, out
 
@@ -114,7 +117,8 @@ def _finish(context: Any, proc: tp.TrainerProcess) -> None:
         s.can_resume = False
         s.last_grid = st.grid or os.path.join(proc.out_dir, "grid.npz")
         psnr = f", test PSNR {st.test_psnr:.2f} dB" if st.test_psnr is not None else ""
-        s.status = f"Done: {st.step} steps{psnr}"
+        limited = f" of {st.total} (the time limit)" if 0 < st.step < st.total else ""
+        s.status = f"Done: {st.step} steps{limited}{psnr}"
         if s.import_when_done:
             problem = _import(context, s.last_grid, final=True)
             s.error = problem

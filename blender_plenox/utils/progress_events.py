@@ -76,7 +76,15 @@ class TrainingState:
 
     @property
     def fraction(self) -> float:
-        return min(max(self.step / self.total, 0.0), 1.0) if self.total > 0 else 0.0
+        """Share of the run done: by time where the trainer gave its elapsed time and ETA (a run with a
+        time limit ends before its last step, and its ETA says when), else by steps."""
+        if self.finished and not self.error:
+            return 1.0
+        if self.elapsed is not None and self.eta is not None and self.elapsed + self.eta > 0:
+            share = self.elapsed / (self.elapsed + self.eta)
+        else:
+            share = self.step / self.total if self.total > 0 else 0.0
+        return min(max(share, 0.0), 1.0)
 
     def apply(self, ev: ProgressEvent) -> None:
         d = ev.data
@@ -110,7 +118,9 @@ class TrainingState:
             self.metrics = str(d.get("metrics", ""))
             self.test_psnr = _number(d.get("psnr"))
             self.elapsed = _number(d.get("elapsed")) or self.elapsed
-            self.step = self.total or self.step
+            # the steps done: fewer than the total when the time limit ended the run
+            done = _number(d.get("step"))
+            self.step = int(done) if done is not None else self.total or self.step
             self.finished = True
             self.eta = 0.0
         elif ev.kind == "error":

@@ -210,13 +210,17 @@ def build_train_command(
     force: bool = False,
     device: str = "",
     progress: str = "json",
+    threads: int = 0,
 ) -> list[str]:
-    """The argument list for contract 2's `train` (never a shell string)."""
+    """The argument list for contract 2's `train` (never a shell string). `threads` 0: torch's own
+    count (one per core)."""
     cmd = [python, "-m", "trainer", "train", "--data", data, "--out", out, "--progress", progress]
     if preset:
         cmd += ["--preset", preset]
     if device:
         cmd += ["--device", device]
+    if threads > 0:
+        cmd += ["--threads", str(threads)]
     for key, value in (overrides or {}).items():
         text = json.dumps(value) if isinstance(value, (bool, list)) else str(value)
         cmd += ["--set", f"{key}={text}"]

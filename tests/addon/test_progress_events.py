@@ -61,6 +61,27 @@ def test_state_follows_a_run():
     assert s.finished and s.grid == "g.npz" and s.test_psnr == 28.5 and s.fraction == 1.0 and not s.error
 
 
+def test_a_time_limited_run_shows_its_share_of_the_time_and_the_steps_it_did():
+    # max_minutes ends the run long before its last step; the trainer's ETA counts down to the limit
+    s = TrainingState()
+    s.apply(parse_event(line(event="start", total=12000, device="cpu")))
+    s.apply(parse_event(line(event="progress", step=1200, total=12000, elapsed=150.0, eta=450.0)))
+    assert s.fraction == 0.25  # by steps it would say 0.1
+    s.apply(parse_event(line(event="progress", step=9000, total=12000, elapsed=599.0, eta=1.0)))
+    assert abs(s.fraction - 599.0 / 600.0) < 1e-9
+    s.apply(parse_event(line(event="done", grid="g.npz", psnr=31.5, step=9100, elapsed=620.0)))
+    assert s.finished and s.step == 9100 and s.fraction == 1.0
+    assert s.summary() == "step 9100/12000"
+
+
+def test_without_timings_the_share_is_by_steps():
+    s = TrainingState()
+    s.apply(parse_event(line(event="progress", step=30, total=120)))
+    assert s.fraction == 0.25
+    s.apply(parse_event(line(event="error", message="disk full")))
+    assert s.fraction == 0.25  # a failed run did not finish its work
+
+
 def test_error_event_finishes_with_message():
     s = TrainingState()
     s.apply(parse_event(line(event="error", message="error: data/x.json: missing frames")))

@@ -98,6 +98,9 @@ def test_build_command_is_an_argument_list():
         "--resume",
     ]
     assert tp.build_train_command("/py", "/d", "/o", force=True)[-1] == "--force"
+    threads = tp.build_train_command("/py", "/d", "/o", threads=3)
+    assert threads[threads.index("--threads") + 1] == "3"
+    assert "--threads" not in tp.build_train_command("/py", "/d", "/o", threads=0)  # torch's own count
 
 
 def test_successful_run_reports_progress_and_writes_the_log(stand_in, tmp_path):

@@ -343,3 +343,24 @@ def test_the_trainings_own_import_sets_sharp_eevee_volumetrics(pipeline):
     assert scene.plenox.import_settings.sharp_eevee
     tile, samples, _, _ = read_eevee_volumetrics(scene.eevee)
     assert tile < 8 and samples >= 64
+
+
+def test_a_time_limit_ends_the_run_and_the_thread_count_is_the_panels(pipeline):
+    """The Train panel's Time Limit and CPU Threads, through the operator to a real trainer: the run stops
+    on time, long before its steps, with what it trained; the trainer runs on the threads asked for (the
+    fixture's environment would give it one)."""
+    scene, tmp = pipeline
+    t = scene.plenox.train
+    saved = (t.output_dir, t.extra_overrides, t.import_when_done, t.time_limit, t.threads)
+    try:
+        t.output_dir, t.extra_overrides, t.import_when_done = str(tmp / "timed"), "steps=1000000", False
+        t.time_limit, t.threads = 0.05, 2  # three seconds
+        assert bpy.ops.plenox.train() == {"FINISHED"}, t.error
+        metrics = json.loads((tmp / "timed" / "metrics.json").read_text())
+        assert 0 < metrics["step"] < 1_000_000
+        assert 3.0 <= metrics["train_seconds"] < 60.0  # it stops at the first step after the limit
+        assert metrics["threads"] == 2
+        assert t.status.startswith(f"Done: {metrics['step']} steps of 1000000 (the time limit)"), t.status
+        assert Path(t.last_grid).is_file()
+    finally:
+        t.output_dir, t.extra_overrides, t.import_when_done, t.time_limit, t.threads = saved

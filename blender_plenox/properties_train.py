@@ -165,7 +165,8 @@ class PlenoxTrainSettings(bpy.types.PropertyGroup):
     )
     live_preview: BoolProperty(  # type: ignore[valid-type]
         name="Live Preview",
-        description="Show the trainer's snapshots in the viewport while it runs",
+        description="Show the trainer's snapshots in the viewport while it runs: its view-independent "
+        "colour, on coarser voxels while the grid has more than 2 million",
         default=True,
     )
     snapshot_every: IntProperty(  # type: ignore[valid-type]

@@ -40,7 +40,7 @@ from trainer.engine.render import (
     max_weights,
     visible_samples,
 )
-from trainer.engine.resample import fitted_box, prune, upsample
+from trainer.engine.resample import fitted_box, preview_grid, prune, upsample
 from trainer.io.scene_box import SceneBox, aabb_scene_box, camera_box, config_scene_box
 
 # 2: voxel coordinates as an occupancy code, optimiser statistics only for the rows that have any,
@@ -601,7 +601,12 @@ class Trainer:
         if snapshot:
             path = self.out_dir / "snapshot.npz"
             t0 = time.perf_counter()
-            save_grid(path, self.grid.to_grid_data({"step": step, "snapshot": True}))
+            preview = preview_grid(self.grid, cfg.snapshot_max_voxels)
+            save_grid(path, preview.to_grid_data({
+                "step": step, "snapshot": True,
+                "trained": {"resolution": list(self.grid.resolution), "voxels": self.grid.n_active,
+                            "sh_degree": self.grid.sh_degree},
+            }))
             self._next_snapshot_at = self.elapsed + (1.0 + SNAPSHOT_SPACING) * (time.perf_counter() - t0)
             self.sink.emit("snapshot", step=step, path=str(path))
 

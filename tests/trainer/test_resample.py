@@ -11,7 +11,7 @@ import torch
 
 from trainer.engine.grid import SparseGrid
 from trainer.engine.render import RenderOptions, max_weights, render_rays
-from trainer.engine.resample import fitted_box, prune, upsample
+from trainer.engine.resample import fitted_box, preview_grid, prune, upsample
 
 AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 
@@ -52,6 +52,26 @@ def test_upsample_into_another_box_reproduces_a_linear_field() -> None:
     centres = box[0] + (fine.coords().float() + 0.5) * fine.voxel_size
     torch.testing.assert_close(fine.density, 3.0 + centres @ torch.tensor([1.0, -2.0, 0.5]), atol=1e-5, rtol=0)
     torch.testing.assert_close(fine.aabb, box)
+
+
+def test_a_preview_is_the_dc_colour_on_coarser_voxels_below_the_voxel_limit() -> None:
+    grid = linear_grid(13)  # an odd side: the box grows by a fine voxel to keep the voxels' shape
+    same = preview_grid(grid, 0)  # no limit: every voxel, the first coefficient of each channel
+    assert same.sh_degree == 0 and same.n_active == 13**3 and same.resolution == grid.resolution
+    torch.testing.assert_close(same.sh, grid.sh[:, ::4])
+    torch.testing.assert_close(same.density, grid.density)
+    assert grid.sh.shape[1] == 12 and grid.sh_degree == 1  # the training grid is left as it was
+
+    small = preview_grid(grid, 13**3 // 5)  # one halving: 7^3 voxels of twice the size, the last layer
+    assert small.resolution == (7, 7, 7) and small.n_active == 6**3 and small.sh_degree == 0  # (over no fine one) empty
+    torch.testing.assert_close(small.voxel_size, 2 * grid.voxel_size)
+    torch.testing.assert_close(small.aabb[0], AABB[0])
+    centres = AABB[0] + (small.coords().float() + 0.5) * small.voxel_size
+    # each coarse centre lies on a corner shared by 8 fine centres: their mean is the linear field there
+    torch.testing.assert_close(small.density, 3.0 + centres @ torch.tensor([1.0, -2.0, 0.5]), atol=1e-5, rtol=0)
+    dc = 0.1 + centres @ torch.linspace(-1.0, 1.0, 36).reshape(3, 12)[:, ::4]
+    torch.testing.assert_close(small.sh, dc, atol=1e-5, rtol=0)
+    assert preview_grid(grid, 100).n_active <= 100  # halved until it fits: 4^3
 
 
 def test_fitted_box_covers_the_active_voxels_with_cubic_voxels() -> None:

@@ -79,7 +79,7 @@ def test_snapshots_take_at_most_a_tenth_of_the_run(sphere: Dataset, tmp_path: Pa
 
 
 def test_psnr_rises_and_events_follow_contract_3(sphere: Dataset, tmp_path: Path) -> None:
-    cfg = small_config(snapshot_every=60)
+    cfg = small_config(snapshot_every=60, snapshot_max_voxels=300)
     sink = ListSink()
     test = sphere.test
 
@@ -102,7 +102,11 @@ def test_psnr_rises_and_events_follow_contract_3(sphere: Dataset, tmp_path: Path
     assert progress[-1]["step"] == 120 and progress[-1]["total"] == 120
     assert progress[-1]["psnr"] > progress[0]["psnr"] + 3.0
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "snapshot.npz").is_file()
-    assert load_grid(tmp_path / "snapshot.npz").metadata["snapshot"] is True
+    snapshot = load_grid(tmp_path / "snapshot.npz")  # the last, at step 120: a preview of the final grid
+    assert snapshot.metadata["snapshot"] is True and snapshot.metadata["step"] == 120
+    assert snapshot.metadata["trained"] == {"resolution": list(result.grid.resolution),
+                                            "voxels": result.grid.n_active, "sh_degree": 1}
+    assert result.grid.n_active > 300 >= len(snapshot.density) > 0 and snapshot.sh_degree == 0
     # the uniform grey start scores far lower on held-out views than the trained grid
     start = type(result.grid).dense(12, result.grid.aabb, 1, 0.1 / (2.0 / 12))
     assert test_psnr(result.grid) > test_psnr(start) + 5.0
@@ -141,6 +145,9 @@ def test_presets_are_valid() -> None:
         check_config(cfg)
     with pytest.raises(ValueError, match="upsample_at"):
         check_config(small_config(upsample_at=[]))
+    for name in ("max_minutes", "snapshot_max_voxels"):
+        with pytest.raises(ValueError, match=f"^{name}: must be >= 0"):
+            check_config(small_config(**{name: -1}))
 
 
 def test_nonnegative_density_option_keeps_every_voxel_at_or_above_zero(sphere: Dataset, tmp_path: Path) -> None:

@@ -6,9 +6,12 @@ Neither ever allocates a dense grid of values: candidate voxels are enumerated f
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from trainer.engine.grid import SparseGrid, dilate_mask, flatten
+from trainer.engine.sh import num_coeffs
 
 
 def upsample(
@@ -119,3 +122,28 @@ def dilate_voxels(seeds: torch.Tensor, resolution: tuple[int, int, int], steps: 
     mask = torch.zeros(resolution, dtype=torch.bool, device=seeds.device)
     mask[seeds[:, 0], seeds[:, 1], seeds[:, 2]] = True
     return dilate_mask(mask, steps)
+
+
+def preview_grid(grid: SparseGrid, max_voxels: int) -> SparseGrid:
+    """A light copy of the grid for a live preview: the view-independent colour alone (SH degree 0) and,
+    while it holds more than `max_voxels` active voxels (0: no limit), resampled onto voxels twice the
+    size (each the trilinear mean of the eight fine ones around its centre; the box grows by at most a
+    fine voxel where a side is odd, so that voxels keep their shape, and a coarse voxel there whose
+    centre lies beyond the fine ones stays empty: the fitted box leaves a margin of empty voxels).
+
+    The preview is written and imported into Blender while the run goes on: a 512^3 grid of 8.5 M
+    voxels with SH degree 2 is a 1.3 GB volume that Blender took 20 s to import (2 cores), its colour
+    alone 12.6 s, and the same shape at 256^3 (1.1 M voxels, colour alone) 0.9 s.
+    """
+    k = num_coeffs(grid.sh_degree)
+    with torch.no_grad():
+        # a shallow copy keeps the training grid's caches (its padded links are 200 MB at 512^3)
+        preview = copy.copy(grid)
+        preview.density, preview.sh, preview.sh_degree = grid.density.detach(), grid.sh.detach()[:, ::k].contiguous(), 0
+        while max_voxels > 0 and preview.n_active > max_voxels and max(preview.resolution) > 2:
+            half = tuple((r + 1) // 2 for r in preview.resolution)
+            box = preview.aabb.clone()
+            box[1] = box[0] + 2.0 * preview.voxel_size * torch.tensor(half, dtype=box.dtype, device=box.device)
+            preview = upsample(preview, (half[0], half[1], half[2]), aabb=box)
+    preview.background_map = grid.background_map
+    return preview

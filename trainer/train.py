@@ -369,9 +369,10 @@ class Trainer:
         if self.cfg.prune_density > 0:
             keep |= self.grid.density.detach() * self.scene_scale > self.cfg.prune_density
         before = self.grid.n_active
-        self.grid, old_rows = self._carry(*prune(self.grid, keep, self.cfg.prune_dilate))
-        self.sq_density = self.sq_density[old_rows]
-        self.sq_sh = self.sq_sh[old_rows]
+        grid, old_rows = self._carry(*prune(self.grid, keep, self.cfg.prune_dilate))
+        sq_density, sq_sh = self.sq_density[old_rows], self.sq_sh[old_rows]
+        # one commit, so that a cancel (KeyboardInterrupt) or an error before it leaves the state whole
+        self.grid, self.sq_density, self.sq_sh = grid, sq_density, sq_sh
         self.stages[-1]["prunes"].append({"step": self.step, "before": before, "after": self.grid.n_active})
         self.sink.emit(
             "stage", name="prune", step=self.step, resolution=list(self.grid.resolution),
@@ -390,16 +391,17 @@ class Trainer:
         self._prune("before upsampling")
         self._close_stage_stats()
         before = self.grid.n_active
-        self.stage += 1
-        side = self.cfg.resolutions[self.stage]
+        side = self.cfg.resolutions[self.stage + 1]
         if self.cfg.fit_box:
             box, res = fitted_box(self.grid, side)
-            self.grid = self._carry(upsample(self.grid, res, aabb=box))
+            grid = self._carry(upsample(self.grid, res, aabb=box))
         else:
-            self.grid = self._carry(upsample(self.grid, side))
+            grid = self._carry(upsample(self.grid, side))
         # rows do not correspond across resolutions, so the statistics start afresh
-        self.sq_density = torch.zeros_like(self.grid.density)
-        self.sq_sh = torch.zeros_like(self.grid.sh)
+        sq_density, sq_sh = torch.zeros_like(grid.density), torch.zeros_like(grid.sh)
+        # one commit: a cancel during the (long) resampling leaves the coarse stage whole, which a resumed
+        # run upsamples again, instead of the next stage's number on the coarse grid
+        self.grid, self.sq_density, self.sq_sh, self.stage = grid, sq_density, sq_sh, self.stage + 1
         self.sink.emit(
             "stage", name="upsample", step=self.step, resolution=list(self.grid.resolution),
             voxels_before=before, voxels_after=self.grid.n_active,

@@ -78,6 +78,30 @@ def test_snapshots_take_at_most_a_tenth_of_the_run(sphere: Dataset, tmp_path: Pa
         assert steps[0] == 5 and len(steps) >= 3, steps
 
 
+def test_a_cancel_while_the_grid_is_resampled_leaves_the_coarse_stage_whole(
+        sphere: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cancel (SIGTERM becomes KeyboardInterrupt) during the upsampling's resampling, which takes seconds
+    # on a large grid: the checkpoint must hold the coarse grid with the coarse stage's number, so that
+    # the resumed run upsamples again (once the stage number ran ahead of its grid, and the run finished
+    # at the coarse resolution).
+    real_upsample = train_module.upsample
+
+    def cancelled(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "upsample", cancelled)
+    cfg = small_config(steps=80, upsample_at=[40], prune_at=[20])
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, sphere, tmp_path, ListSink(), resume=False, device=CPU)
+    saved = train_module.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert saved["step"] == 40 and saved["stage"] == 0
+    monkeypatch.setattr(train_module, "upsample", real_upsample)
+    sink = ListSink()
+    result = run_training(cfg, sphere, tmp_path, sink, resume=True, device=CPU)
+    assert result.step == 80 and max(result.grid.resolution) == 24
+    assert [f["resolution"] for e, f in sink.events if e == "stage" and f["name"] == "upsample"] == [[24, 24, 24]]
+
+
 def test_psnr_rises_and_events_follow_contract_3(sphere: Dataset, tmp_path: Path) -> None:
     cfg = small_config(snapshot_every=60, snapshot_max_voxels=300)
     sink = ListSink()

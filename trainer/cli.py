@@ -225,7 +225,7 @@ def _train(args: argparse.Namespace) -> int:
     log(f"scene box [{corners}] from {box.source}: {box.reason}")
     log(f"background: {background_choice(cfg, data.train.has_alpha)}")
     about = describe_device(device)
-    log(f"device: {about['name']}" + (f", {about['threads']} threads" if "threads" in about else ""))
+    log(f"device: {about['name']}" + (f", {about['threads']} thread{'s' if about['threads'] != 1 else ''}" if "threads" in about else ""))
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / "config.json", cfg)

@@ -7,8 +7,10 @@ optimiser update cost O(touched rows), not O(active voxels).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -58,6 +60,14 @@ class TrainResult:
     step: int
     elapsed: float
     stats: dict[str, Any] = field(default_factory=dict)  # "stages": one dict per resolution stage
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Apple's MPS and the CPU allocator's RuntimeErrors, Python's MemoryError."""
+    if isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def scene_box_for(cfg: TrainConfig, data: Dataset) -> SceneBox:
@@ -525,6 +535,7 @@ class Trainer:
             resolution=list(self.grid.resolution), config=str(self.out_dir / "config.json"),
         )
         started = time.perf_counter() - self.elapsed
+        out_of_memory = ""
         try:
             while self.step < cfg.steps:
                 if cfg.max_minutes > 0 and self.elapsed > 60.0 * cfg.max_minutes:
@@ -550,6 +561,14 @@ class Trainer:
         except KeyboardInterrupt:
             self.save()
             raise
+        except Exception as err:  # noqa: BLE001 -- only running out of memory is handled here
+            if not is_out_of_memory(err):
+                raise
+            # (torch's CPU allocator opens with "[enforce fail at alloc_cpu.cpp:127] err == 0.")
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            out_of_memory = re.sub(r"^\[enforce fail at [^\]]*\]\s*(err == 0\.\s*)?", "", first) or first
+        if out_of_memory:  # outside the handler, whose traceback holds the failed step's tensors
+            raise TrainingError(self._out_of_memory(out_of_memory))
         self._read_losses()
         self._close_stage_stats()
         self.grid.refresh_occupancy()
@@ -557,6 +576,25 @@ class Trainer:
         return TrainResult(self.grid, self.step, self.elapsed,
                            {"stages": self.stages, "scene_box": self.box.to_json(),
                             "background": self.background_choice})
+
+    def _out_of_memory(self, reason: str) -> str:
+        """Frees what the failed step held, keeps the run in a checkpoint (the state between steps and
+        structure changes is whole: both commit at once), and says what to change."""
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.type == "mps":
+            torch.mps.empty_cache()
+        try:
+            self.save()
+            kept = f"the checkpoint keeps step {self.step}: resume it"
+        except Exception:  # noqa: BLE001 -- no room to save either: say so, and keep the older checkpoint
+            kept = ("no room to write a checkpoint either" +
+                    (": resume continues from the last one" if (self.out_dir / "checkpoint.pt").is_file() else ""))
+        res = "x".join(str(r) for r in self.grid.resolution)
+        return (f"out of memory on {self.device.type} at step {self.step} ({res} grid, {self.grid.n_active:,} voxels, "
+                f"{self.cfg.batch_rays:,} rays a step): {reason}; {kept} with fewer rays a step (batch_rays=N: --set, or "
+                f"the Train panel's Extra Settings) or train to a smaller final resolution")
 
     def _read_losses(self) -> tuple[float, float]:
         """The mean loss and MSE over the steps since the last read, in one transfer from the device.

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import ENV, REPO, error_lines, events, run_trainer, start_trainer
+from cli_helpers import COMMAND, ENV, REPO, error_lines, events, run_trainer, start_trainer
 from scenes import write_sphere_dataset
 
 from trainer.io.checkpoint import load_checkpoint
@@ -137,3 +137,33 @@ def test_sigbreak_checkpoints_and_exits_130(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr[-2000:]
     assert error_lines(stderr) == [f"error: {out / 'checkpoint.pt'}: interrupted; `--resume` continues from it"]
     assert load_checkpoint(out / "checkpoint.pt")["step"] >= 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the address-space cap (RLIMIT_AS) that makes it run out is Linux's")
+def test_running_out_of_memory_keeps_the_run_and_says_what_to_change(tmp_path: Path) -> None:
+    """A real out-of-memory: the trainer under a 2 GiB address-space cap, asked for 4 million rays a step
+    (several GB). One line naming the device, the grid and the batch, exit 1, a checkpoint; the run then
+    resumes with a smaller batch."""
+    import resource
+
+    data, out = tmp_path / "data", tmp_path / "run"
+    write_sphere_dataset(data, n_train=8, n_test=2, width=24, height=24, aabb=[[-1, -1, -1], [1, 1, 1]])
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    args = ["train", "--data", str(data), "--out", str(out), "--preset", "tiny", "--threads", "1", "--progress",
+            "none", "--set", "steps=20", "--set", "checkpoint_every=0", "--set", "batch_rays=4000000"]
+    failed = subprocess.run([*COMMAND, *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
+                            preexec_fn=cap_memory, check=False)
+    assert failed.returncode == 1, failed.stderr[-2000:]
+    lines = error_lines(failed.stderr)
+    assert len(lines) == 1, failed.stderr[-2000:]
+    assert lines[0].startswith("error: out of memory on cpu at step 0 (16x16x16 grid, 4,096 voxels, "
+                               "4,000,000 rays a step): ")
+    assert "the checkpoint keeps step 0: resume it with fewer rays a step" in lines[0]
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 0 and not (out / "grid.npz").exists()
+
+    resumed = run_trainer("train", "--out", out, "--resume", "--set", "batch_rays=512", "--progress", "none")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_grid(out / "grid.npz").metadata["step"] == 20

@@ -19,7 +19,7 @@ from trainer.engine.metrics import psnr
 from trainer.engine.render import render_image
 from trainer.io.data import Dataset, load_dataset
 from trainer.io.gridfile import load_grid
-from trainer.train import Trainer, TrainingError, occupancy_interval, run_training
+from trainer.train import Trainer, TrainingError, is_out_of_memory, occupancy_interval, run_training
 
 CPU = torch.device("cpu")
 
@@ -161,6 +161,18 @@ def test_non_finite_loss_is_reported_with_its_step(sphere: Dataset, tmp_path: Pa
     cfg = small_config(steps=5, lr_sh=float("nan"))
     with pytest.raises(TrainingError, match=r"^step \d+: loss is NaN$"):
         run_training(cfg, sphere, tmp_path, ListSink(), resume=False, device=CPU)
+
+
+def test_out_of_memory_is_recognised_on_every_device() -> None:
+    # the texts torch raises (CUDA's is its own class; MPS's and the CPU allocator's are RuntimeErrors)
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 7.1 GB, other allocations: "
+                                         "1.2 GB, max allowed: 9.07 GB). Tried to allocate 256 MB on private pool."))
+    assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                                         "can't allocate memory: you tried to allocate 583887488 bytes."))
+    assert is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("index 5 is out of bounds for dimension 0 with size 4"))
+    assert not is_out_of_memory(ValueError("out of memory"))
 
 
 def test_presets_are_valid() -> None:

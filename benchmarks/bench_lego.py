@@ -27,11 +27,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trainer.io.config_io import ConfigError, build_config
-from trainer.io.data import load_dataset
 from trainer.engine.grid import SparseGrid
 from trainer.engine.metrics import psnr, ssim
 from trainer.engine.render import render_image
+from trainer.io.config_io import ConfigError, build_config
+from trainer.io.data import load_dataset
 from trainer.train import render_options, resolve_device, run_training
 
 

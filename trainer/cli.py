@@ -22,6 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from trainer import __version__
+from trainer.devices import DEVICE_CHOICES, DeviceError, describe_device, resolve_device
 from trainer.io.config_io import (
     ConfigError,
     build_config,
@@ -31,7 +32,6 @@ from trainer.io.config_io import (
     save_config,
     write_json,
 )
-from trainer.devices import DEVICE_CHOICES, DeviceError, describe_device, resolve_device
 from trainer.io.events import BarEventSink, EventSink, JsonEventSink, NullEventSink, to_json_value
 from trainer.io.gridfile import GridFileError, grid_summary, load_grid
 
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     import torch
 
     from trainer.config import TrainConfig
-    from trainer.io.data import Dataset, Split
     from trainer.engine.grid import SparseGrid
+    from trainer.io.data import Dataset, Split
     from trainer.io.outputs import RenderFn
 
 EXIT_TRAINING, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130

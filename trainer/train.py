@@ -13,25 +13,21 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from trainer.io.checkpoint import load_checkpoint, pack_rows, save_checkpoint, unpack_rows
 from trainer.config import TrainConfig, check_config
-from trainer.io.data import Dataset
 from trainer.devices import resolve_device  # noqa: F401  -- re-exported: benchmarks/bench_lego.py imports it here
-from trainer.io.events import EventSink
 from trainer.engine.background import blank_environment, environment_colours
 from trainer.engine.colour import mid_grey, to_display, to_light
-from trainer.engine.sh import C0, num_coeffs
-from trainer.engine.pixel_rays import PixelRays
 from trainer.engine.grid import SparseGrid
-from trainer.io.gridfile import save_grid
 from trainer.engine.losses import beta_loss, cauchy_sparsity, mse, total_variation, tv_neighbours
 from trainer.engine.optim import delayed_lr, log_lerp_lr, rmsprop_rows, touched_rows
+from trainer.engine.pixel_rays import PixelRays
 from trainer.engine.render import (
     RenderOptions,
     Samples,
@@ -43,6 +39,11 @@ from trainer.engine.render import (
     visible_samples,
 )
 from trainer.engine.resample import fitted_box, preview_grid, prune, upsample
+from trainer.engine.sh import C0, num_coeffs
+from trainer.io.checkpoint import load_checkpoint, pack_rows, save_checkpoint, unpack_rows
+from trainer.io.data import Dataset
+from trainer.io.events import EventSink
+from trainer.io.gridfile import save_grid
 from trainer.io.scene_box import SceneBox, aabb_scene_box, camera_box, config_scene_box
 
 # 2: voxel coordinates as an occupancy code, optimiser statistics only for the rows that have any,
@@ -561,7 +562,7 @@ class Trainer:
         except KeyboardInterrupt:
             self.save()
             raise
-        except Exception as err:  # noqa: BLE001 -- only running out of memory is handled here
+        except Exception as err:  # only running out of memory is handled here
             if not is_out_of_memory(err):
                 raise
             # (torch's CPU allocator opens with "[enforce fail at alloc_cpu.cpp:127] err == 0.")

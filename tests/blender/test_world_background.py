@@ -44,7 +44,7 @@ def expected(direction: np.ndarray, texels: np.ndarray) -> np.ndarray:
     u = 0.5 - math.atan2(y, x) / (2 * math.pi)
     v = 0.5 + math.asin(z) / math.pi
     col, row = u * W - 0.5, (1 - v) * H - 0.5  # rows from the top
-    c0, r0 = int(math.floor(col)), int(math.floor(row))
+    c0, r0 = math.floor(col), math.floor(row)
     fc, fr = col - c0, row - r0
     top = (1 - fc) * texels[r0, c0] + fc * texels[r0, c0 + 1]
     bottom = (1 - fc) * texels[r0 + 1, c0] + fc * texels[r0 + 1, c0 + 1]

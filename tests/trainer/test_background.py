@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import run_trainer
-from srgb import decode_srgb, encode_srgb
 from scenes import Camera, look_at, pixel_rays, render_sphere, sphere_eyes, to_png_bytes
+from srgb import decode_srgb, encode_srgb
 
 from trainer.config import preset
 from trainer.engine.background import environment_colours, equirect_uv

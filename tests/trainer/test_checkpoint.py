@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainer.engine.grid import SparseGrid, decode_voxels, encode_voxels
+from trainer.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def state(step: int) -> dict:

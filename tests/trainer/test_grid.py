@@ -99,8 +99,8 @@ def test_grid_data_round_trip_keeps_values_and_signed_density() -> None:
 
 
 def test_grid_file_renders_exactly_like_the_in_memory_grid(tmp_path: Path) -> None:
-    from trainer.io.gridfile import load_grid, save_grid
     from trainer.engine.render import render_image
+    from trainer.io.gridfile import load_grid, save_grid
 
     grid = random_sparse_grid((12, 10, 14), degree=2, fill=0.7, seed=11)
     g = torch.Generator().manual_seed(12)

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from scenes import Camera, look_at, pixel_rays
 
+from trainer.engine.grid import SparseGrid
 from trainer.engine.pixel_rays import PixelRays
 from trainer.engine.render import render_image
-from trainer.engine.grid import SparseGrid
 from trainer.io.data import camera_rays
 
 W, H = 7, 5

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from srgb import decode_srgb, encode_srgb
 
 from trainer.engine.grid import SparseGrid

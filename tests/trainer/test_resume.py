@@ -12,8 +12,8 @@ import pytest
 from cli_helpers import COMMAND, ENV, REPO, error_lines, events, run_trainer, start_trainer
 from scenes import write_sphere_dataset
 
-from trainer.io.checkpoint import load_checkpoint
 from trainer.cli import sigterm_as_interrupt
+from trainer.io.checkpoint import load_checkpoint
 from trainer.io.gridfile import load_grid
 
 # a short two-stage schedule with frequent checkpoints (tiny's own steps are not needed here)

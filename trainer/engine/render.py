@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer.io.data import camera_rays
 from trainer.engine.background import environment_colours
 from trainer.engine.colour import to_display, to_light
 from trainer.engine.grid import SparseGrid, trilinear
 from trainer.engine.sh import C0, num_coeffs, sh_basis, sh_to_rgb
+from trainer.io.data import camera_rays
 
 
 @dataclass

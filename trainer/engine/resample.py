@@ -10,7 +10,7 @@ import copy
 
 import torch
 
-from trainer.engine.grid import SparseGrid, dilate_mask, flatten
+from trainer.engine.grid import SparseGrid, dilate_mask
 from trainer.engine.sh import num_coeffs
 
 

@@ -12,8 +12,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from trainer.io.atomic import atomic_path
 from trainer.config import TrainConfig, check_config, preset
+from trainer.io.atomic import atomic_path
 
 TRUE_WORDS = {"true", "yes", "on", "1"}
 FALSE_WORDS = {"false", "no", "off", "0"}

@@ -14,8 +14,8 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from trainer.io.atomic import atomic_path
 from trainer.engine.metrics import psnr, ssim
+from trainer.io.atomic import atomic_path
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:

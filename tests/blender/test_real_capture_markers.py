@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from benchmark_scripts import load_benchmark
 
+from blender_plenox.compat import node_tree_of
+
 DEPTH = 3.0
 RADIUS = 0.06     # world units: 3 px in radius at 120x200 and DEPTH, so that pixel sampling biases the centroid little
 
@@ -29,8 +31,7 @@ def capture() -> ModuleType:
 def marker_scene(points: np.ndarray) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     mat = bpy.data.materials.new("marker")
-    mat.use_nodes = True
-    nodes = mat.node_tree.nodes
+    nodes = node_tree_of(mat).nodes  # (5.0 deprecates use_nodes)
     glow = nodes.new("ShaderNodeEmission")
     glow.inputs["Strength"].default_value = 0.8     # below 1: no clipping in the PNG
     mat.node_tree.links.new(glow.outputs["Emission"], nodes["Material Output"].inputs["Surface"])

@@ -270,12 +270,19 @@ def apply_settings(args: argparse.Namespace, settings: Any, bpy: Any) -> None:
         raise ValueError("--out: the dataset folder is required")
 
 
-def check_train_options(args: argparse.Namespace) -> None:
-    """Refuses, before anything is rendered, train options that the panel's fields would clamp."""
-    for option in TRAIN_OPTIONS:
+def check_ranges(args: argparse.Namespace, options: dict[str, str], settings_type: Any) -> None:
+    """Refuses, before anything is rendered, numbers outside the range of the panel field they set
+    (Blender would clamp them silently)."""
+    rna = settings_type.bl_rna.properties
+    for option, name in options.items():
         value = getattr(args, option.replace("-", "_"), None)
-        if value is not None and value < 0:
-            raise ValueError(f"--{option}: must be 0 or more, got {value:g}")
+        prop = rna[name]
+        if value is None or prop.type not in {"INT", "FLOAT"}:
+            continue
+        if value < prop.hard_min:
+            raise ValueError(f"--{option}: must be {prop.hard_min:g} or more, got {value:g}")
+        if value > prop.hard_max:
+            raise ValueError(f"--{option}: must be {prop.hard_max:g} or less, got {value:g}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     session_mod = importlib.import_module(f"{addon.__name__}.capture.session")
     targets = importlib.import_module(f"{addon.__name__}.capture.targets")
     try:
-        check_train_options(args)
+        for options, settings_type in ((CAPTURE_OPTIONS, from_props.PlenoxCaptureSettings),
+                                       (TRAIN_OPTIONS, from_props.PlenoxTrainSettings),
+                                       (IMPORT_OPTIONS, from_props.PlenoxImportSettings)):
+            check_ranges(args, options, settings_type)
         if args.blend:
             if not Path(args.blend).is_file():
                 raise ValueError(f"{args.blend}: no such blend file")

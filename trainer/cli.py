@@ -225,7 +225,8 @@ def _train(args: argparse.Namespace) -> int:
     log(f"scene box [{corners}] from {box.source}: {box.reason}")
     log(f"background: {background_choice(cfg, data.train.has_alpha)}")
     about = describe_device(device)
-    log(f"device: {about['name']}" + (f", {about['threads']} thread{'s' if about['threads'] != 1 else ''}" if "threads" in about else ""))
+    threads = about.get("threads")  # CPU only
+    log(f"device: {about['name']}" + (f", {threads} thread{'s' * (threads != 1)}" if threads else ""))
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / "config.json", cfg)
@@ -258,7 +259,7 @@ def _train(args: argparse.Namespace) -> int:
         "voxels": int(result.grid.n_active),
         "resolution": list(result.grid.resolution),
         "device": str(device),
-        **({"threads": about["threads"]} if "threads" in about else {}),
+        **({"threads": threads} if threads else {}),
         **result.stats,   # the training loop's figures, e.g. "stages": rays/s, peak memory, pruning
         "trainer_version": __version__,
         "created": now_iso(),

@@ -373,5 +373,9 @@ def test_batch_script_headless(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, str(script), "--", "--out", str(tmp_path / "x"), "--layout", "cube"],
                          cwd=tmp_path, capture_output=True, text=True, check=False)
     assert bad.returncode == 2
+    zero = subprocess.run([sys.executable, str(script), "--", "--out", str(tmp_path / "x"), "--views", "0"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)  # the field's range
+    assert zero.returncode == 2 and "error: --views: must be 1 or more, got 0" in zero.stderr
+    assert not (tmp_path / "x").exists()
     helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=False)
     assert helped.returncode == 0 and "--views" in helped.stdout and "(default: 100)" in helped.stdout

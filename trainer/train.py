@@ -240,6 +240,9 @@ class Trainer:
         self.stage = 0
         self.elapsed = 0.0
         self.stages: list[dict[str, Any]] = []
+        # a prune that a structure change owes and has not yet made (the one after an upsampling): saved
+        # with the checkpoint, so that a run cancelled during it makes it on resuming
+        self.pending_prune: str | None = None
         # (step, loss, MSE) of the steps since the losses were last read, as device scalars
         self._window: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self._prune_rays_per_s: float | None = None  # the last pruning pass's speed (max_minutes estimates)
@@ -266,19 +269,21 @@ class Trainer:
         return grid
 
     def _new_stage_stats(self) -> None:
+        self.stages.append(self._stage_entry(self.grid))
+
+    def _stage_entry(self, grid: SparseGrid) -> dict[str, Any]:
+        """A fresh stats entry for the stage that `grid` starts."""
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.stages.append(
-            {
-                "resolution": list(self.grid.resolution),
-                "steps": 0,
-                "rays": 0,
-                "seconds": 0.0,
-                "peak_rss_mb": current_rss_mb(),
-                "voxels_start": self.grid.n_active,
-                "prunes": [],
-            }
-        )
+        return {
+            "resolution": list(grid.resolution),
+            "steps": 0,
+            "rays": 0,
+            "seconds": 0.0,
+            "peak_rss_mb": current_rss_mb(),
+            "voxels_start": grid.n_active,
+            "prunes": [],
+        }
 
     # --- checkpoint --------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -303,6 +308,7 @@ class Trainer:
                           "sq_background": None if self.grid.background_map is None else self.sq_background.cpu().clone()},
             "generator": self.gen.get_state().cpu(),
             "stages": self.stages,
+            "pending_prune": self.pending_prune,
             "config": dataclasses.asdict(self.cfg),
             "scene_box": self.box.to_json(),
         }
@@ -339,6 +345,7 @@ class Trainer:
         self.elapsed = float(state["elapsed"])
         self.gen.set_state(state["generator"])
         self.stages = list(state["stages"])
+        self.pending_prune = state.get("pending_prune")
 
     def save(self) -> None:
         save_checkpoint(self.out_dir / "checkpoint.pt", self.state())
@@ -383,7 +390,7 @@ class Trainer:
         grid, old_rows = self._carry(*prune(self.grid, keep, self.cfg.prune_dilate))
         sq_density, sq_sh = self.sq_density[old_rows], self.sq_sh[old_rows]
         # one commit, so that a cancel (KeyboardInterrupt) or an error before it leaves the state whole
-        self.grid, self.sq_density, self.sq_sh = grid, sq_density, sq_sh
+        self.grid, self.sq_density, self.sq_sh, self.pending_prune = grid, sq_density, sq_sh, None
         self.stages[-1]["prunes"].append({"step": self.step, "before": before, "after": self.grid.n_active})
         self.sink.emit(
             "stage", name="prune", step=self.step, resolution=list(self.grid.resolution),
@@ -411,13 +418,14 @@ class Trainer:
         # rows do not correspond across resolutions, so the statistics start afresh
         sq_density, sq_sh = torch.zeros_like(grid.density), torch.zeros_like(grid.sh)
         # one commit: a cancel during the (long) resampling leaves the coarse stage whole, which a resumed
-        # run upsamples again, instead of the next stage's number on the coarse grid
-        self.grid, self.sq_density, self.sq_sh, self.stage = grid, sq_density, sq_sh, self.stage + 1
+        # run upsamples again, instead of the next stage's number on the coarse grid; one after it finds
+        # the prune it owes in the checkpoint
+        self.grid, self.sq_density, self.sq_sh, self.stage, self.stages, self.pending_prune = (
+            grid, sq_density, sq_sh, self.stage + 1, [*self.stages, self._stage_entry(grid)], "after upsampling")
         self.sink.emit(
             "stage", name="upsample", step=self.step, resolution=list(self.grid.resolution),
             voxels_before=before, voxels_after=self.grid.n_active,
         )
-        self._new_stage_stats()
         self._prune("after upsampling")
 
     def _close_stage_stats(self) -> None:
@@ -538,6 +546,8 @@ class Trainer:
         started = time.perf_counter() - self.elapsed
         out_of_memory = ""
         try:
+            if self.pending_prune is not None:  # a resumed run that was cancelled during it
+                self._prune(self.pending_prune)
             while self.step < cfg.steps:
                 if cfg.max_minutes > 0 and self.elapsed > 60.0 * cfg.max_minutes:
                     break

@@ -15,6 +15,7 @@ from torch.utils._pytree import tree_leaves
 
 from trainer import train as train_module
 from trainer.config import PRESETS, check_config, preset
+from trainer.engine.grid import SparseGrid
 from trainer.engine.metrics import psnr
 from trainer.engine.render import render_image
 from trainer.io.data import Dataset, load_dataset
@@ -100,6 +101,38 @@ def test_a_cancel_while_the_grid_is_resampled_leaves_the_coarse_stage_whole(
     result = run_training(cfg, sphere, tmp_path, sink, resume=True, device=CPU)
     assert result.step == 80 and max(result.grid.resolution) == 24
     assert [f["resolution"] for e, f in sink.events if e == "stage" and f["name"] == "upsample"] == [[24, 24, 24]]
+
+
+def test_a_cancel_during_the_prune_after_an_upsampling_is_made_good_on_resuming(
+        sphere: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fine grid is committed before the prune that follows it. A cancel during that prune once left
+    # the checkpoint with the unpruned fine grid and nothing owed: the resumed run trained the whole
+    # stage on every voxel the upsampling made.
+    real_max_weights = train_module.max_weights
+    calls = []
+
+    def cancelled_on_the_third(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0].resolution)
+        if len(calls) == 3:  # the scheduled prune, the one before upsampling, the one after
+            raise KeyboardInterrupt
+        return real_max_weights(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "max_weights", cancelled_on_the_third)
+    cfg = small_config(steps=60, upsample_at=[40], prune_at=[20])
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, sphere, tmp_path, ListSink(), resume=False, device=CPU)
+    assert calls[-1] == (24, 24, 24)
+    saved = train_module.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert saved["step"] == 40 and saved["stage"] == 1 and saved["pending_prune"] == "after upsampling"
+    assert [s["resolution"] for s in saved["stages"]] == [[12, 12, 12], [24, 24, 24]]
+    unpruned = SparseGrid.from_state_dict(saved["grid"]).n_active
+    monkeypatch.setattr(train_module, "max_weights", real_max_weights)
+    sink = ListSink()
+    result = run_training(cfg, sphere, tmp_path, sink, resume=True, device=CPU)
+    stages = [f for e, f in sink.events if e == "stage"]
+    assert [(s["name"], s["message"], s["step"]) for s in stages] == [("prune", "after upsampling", 40)]
+    assert stages[0]["voxels_before"] == unpruned > stages[0]["voxels_after"]
+    assert result.step == 60 and result.stats["stages"][1]["prunes"][0]["before"] == unpruned
 
 
 def test_psnr_rises_and_events_follow_contract_3(sphere: Dataset, tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
 """Speed and quality benchmark on the NeRF-synthetic lego scene (third-party data, never in the repo).
 
     .venv/bin/python benchmarks/bench_lego.py [--data ../shared/data/lego_half] [--preset fast]
-        [--minutes 10] [--downscale 2] [--test-views 25] [--set key=value ...]
+        [--minutes N] [--downscale 2] [--test-views 25] [--set key=value ...]
 
 Prints, per resolution stage, training rays/s, peak RSS (or CUDA memory), voxels before/after each
 pruning; the training-batch PSNR against wall time; and the final test PSNR/SSIM with the wall time.
+A machine reference (the time of a fixed workload, before and after training) says how fast the
+machine was: compare runs of different days by it.
 Exits 0 with a message when the data is absent.
 
 --smoke trains the tiny preset for a few dozen steps on a small analytic sphere that it writes itself
@@ -27,8 +29,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trainer.engine.grid import SparseGrid
+from trainer.engine.grid import SparseGrid, trilinear
 from trainer.engine.metrics import psnr, ssim
+from trainer.engine.optim import rmsprop_rows
 from trainer.engine.render import render_image
 from trainer.io.config_io import ConfigError, build_config
 from trainer.io.data import load_dataset
@@ -56,7 +59,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "lego_half")
     ap.add_argument("--preset", default="fast")
-    ap.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="training wall-time budget (default: the preset's own, e.g. fast's 5 minutes)")
     ap.add_argument("--downscale", type=int, default=2)
     ap.add_argument("--test-views", type=int, default=25)
     ap.add_argument("--train-views", type=int, default=100)
@@ -78,6 +82,27 @@ def main() -> int:
     return benchmark(args)
 
 
+def machine_reference_ms(device: torch.device, repeats: int = 21) -> float:
+    """Median milliseconds of a fixed piece of the step's own kind of work: an 8-corner gather of 28
+    channels for 20,000 samples and an RMSProp update of 20,000 rows. This machine's speed drifts by up
+    to 2x over hours (docs/ENGINE.md, session 10), so a run's figures are read against this one, taken
+    in the same process before and after training."""
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(200_000, 28, generator=gen).to(device)
+    idx = torch.randint(200_000, (20_000, 8), generator=gen).to(device)
+    w = torch.rand(20_000, 8, generator=gen).to(device)
+    rows, sq = table[:20_000].clone(), table[20_000:40_000].abs()
+    times = []
+    for _ in range(repeats + 1):  # the first, untimed: one-time costs
+        t = time.perf_counter()
+        grad = trilinear(table, idx, w)
+        rmsprop_rows(rows, sq, grad, 0.01, 0.95, 1e-8)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t)
+    return 1e3 * sorted(times[1:])[repeats // 2]
+
+
 def write_smoke_dataset(root: Path) -> None:
     """An analytic sphere in the NeRF-synthetic format (the tests' scene writer, numpy + imageio only)."""
     sys.path.insert(0, str(REPO / "tests" / "fixtures"))
@@ -91,7 +116,8 @@ def benchmark(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     # the preset and --set as the trainer's command line reads them (typed and checked)
     try:
-        cfg = build_config(args.preset, sets=[f"max_minutes={args.minutes}", *args.set])
+        limit = [] if args.minutes is None else [f"max_minutes={args.minutes}"]
+        cfg = build_config(args.preset, sets=[*limit, *args.set])
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -110,11 +136,14 @@ def benchmark(args: argparse.Namespace) -> int:
     print(f"loaded {len(data.train.images)} train / {len(data.test.images)} test views at "
           f"{data.train.width}x{data.train.height} in {time.perf_counter() - t:.1f}s; device {device}, "
           f"{torch.get_num_threads()} threads; preset {args.preset}")
+    reference = machine_reference_ms(device)
+    print(f"machine reference before training: {reference:.2f} ms (a fixed workload; lower is faster)")
     sink = RecordingSink()
     out = args.out or Path("/tmp") / f"bench_lego_{args.preset}"
     result = run_training(cfg, data, out, sink, resume=False, device=device)
     train_s = time.perf_counter() - sink.t0
     print(f"training: {result.step} steps in {train_s:.1f}s wall")
+    print(f"machine reference after training: {machine_reference_ms(device):.2f} ms (before: {reference:.2f})")
     for st in result.stats["stages"]:
         mem = f"peak CUDA {st['peak_cuda_mb']:.0f} MiB" if "peak_cuda_mb" in st else f"peak RSS {st['peak_rss_mb']:.0f} MiB"
         prunes = ", ".join(f"step {p['step']}: {p['before']} -> {p['after']}" for p in st["prunes"]) or "none"

@@ -449,7 +449,7 @@ def print_progress(
 
 # Step counts of the trainer's presets (trainer/config.py), needed only to place the upsampling steps
 # when the panel overrides the final resolution without overriding the step count.
-PRESET_STEPS = {"tiny": 300, "fast": 6000, "capture": 4000, "default": 12000, "quality": 9000}
+PRESET_STEPS = {"tiny": 300, "fast": 9000, "capture": 4000, "default": 12000, "quality": 9000}
 
 
 def schedule_overrides(final_resolution: int, steps: int, preset: str) -> dict[str, object]:

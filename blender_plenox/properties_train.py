@@ -13,8 +13,8 @@ PRESET_ITEMS = [
                                     "fitted to the time (on 2 CPU cores 5000-9000 steps)")),
     ("capture", "Photo Capture", ("Fast's 4000 steps for photos without alpha (a phone walk, COLMAP): the "
                                   "box the cameras look at and a finer learnt background")),
-    ("default", "Default", ("12000 steps up to 256³: about 13 minutes on 2 CPU cores (a Time Limit of 10 "
-                            "keeps most of the result), a few on a GPU")),
+    ("default", "Default", ("At most 10 minutes: up to 12000 steps up to 256³, its schedule fitted to the "
+                            "time (on 2 CPU cores 9500-12000 steps); a few minutes on a GPU")),
     ("quality", "Quality (GPU)", "9000 steps of 40000 rays up to 512³: minutes on a CUDA GPU"),
 ]
 DEVICE_ITEMS = [
@@ -85,8 +85,8 @@ class PlenoxTrainSettings(bpy.types.PropertyGroup):
     time_limit: FloatProperty(  # type: ignore[valid-type]
         name="Time Limit (min)",
         description="Stop training after this many minutes, with the schedule run to its end in that "
-        "time (its learning rates decay with the time used); 0: the preset's own (Fast: 5 minutes; the "
-        "others: every step)",
+        "time (its learning rates decay with the time used); 0: the preset's own (Fast: 5 minutes, "
+        "Default: 10; the others: every step)",
         default=0.0,
         min=0.0,
         soft_max=120.0,

@@ -38,7 +38,7 @@ class TrainConfig:
     background_height: int = 32  # the environment map's rows (columns: twice as many)
     lr_background: float = 1e-2  # its RMSProp rate at step 0, in colour units...
     lr_background_final: float = 1e-3  # ...and at the last step
-    seed: int = 0  # seeds a torch.Generator: a CPU run is repeatable
+    seed: int = 0  # seeds a torch.Generator: a CPU run without max_minutes is repeatable
     device: str = "auto"  # auto (CUDA, then Apple's MPS, then the CPU) | cpu | cuda | mps
     checkpoint_every: int = 1000  # steps between checkpoint.pt writes (0 = only at the end / on interrupt)
     snapshot_every: int = 0  # steps between snapshot.npz writes for the live preview (0 = never)
@@ -178,8 +178,10 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     # Session 8: `fast`'s final rates (lego, 10 minutes on one thread beside a twin run: 31.74 dB against
     # 31.44 with 2.0 and 2e-4; 31.23 with 1.0 and 1e-4).
+    # Session 11: stops at 10 minutes, as `fast` at 5. On 2 cores its 12,000 steps took 553 s on a fast
+    # day (32.16 dB) and 785 s on a slow one (32.18), where 10 minutes gave 32.11 (9,581 steps).
     "default": _preset(
-        steps=12000, resolutions=[64, 128, 256], upsample_at=[600, 5000], batch_rays=5000,
+        steps=12000, max_minutes=10.0, resolutions=[64, 128, 256], upsample_at=[600, 5000], batch_rays=5000,
         checkpoint_every=2000, log_every=100, snapshot_every=2000, prune_at=[50, 200, 400], prune_ray_stride=2,
         lr_sigma=60.0, lr_sigma_final=4.0, lr_sigma_delay_steps=300, lr_sh_final=5e-4,
         tv_sigma=0.0, tv_sh=0.0,

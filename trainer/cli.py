@@ -241,6 +241,9 @@ def _train(args: argparse.Namespace) -> int:
         result = run_training(cfg, data, out, sink, resume=resume, device=device, box=box)
     except TrainingError as e:
         raise _TrainingFailed(str(e)) from None
+    if result.step < cfg.steps:  # (the presets fast and default carry a limit of their own)
+        log(f"stopped by the time limit (max_minutes={cfg.max_minutes:g}) at step {result.step} of {cfg.steps}, "
+            "with the learning rates at their end")
 
     metadata = {"step": result.step, "psnr": None, "config": config_to_json(cfg),
                 "created": now_iso(), "trainer_version": __version__, "data": str(data_root)}

@@ -120,6 +120,19 @@ def test_diverging_loss_fails_with_the_step(dataset: Path, tmp_path: Path) -> No
     assert not (tmp_path / "run" / "grid.npz").exists()
 
 
+def test_a_run_the_time_limit_stops_says_so(dataset: Path, tmp_path: Path) -> None:
+    # `fast` and `default` stop at 5 and 10 minutes by themselves: the log says where a run stopped
+    result = trainer("train", "--data", dataset, "--out", tmp_path / "run", "--preset", "tiny",
+                     "--set", "max_minutes=0.0001", "--progress", "none")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 < metrics["step"] < 300
+    assert f"stopped by the time limit (max_minutes=0.0001) at step {metrics['step']} of 300" in result.stderr
+    done = trainer("train", "--data", dataset, "--out", tmp_path / "all", "--preset", "tiny", "--set", "steps=20",
+                   "--progress", "none")
+    assert done.returncode == 0 and "time limit" not in done.stderr
+
+
 def test_info_on_a_dataset_says_which_box_and_background_training_would_use(tmp_path: Path) -> None:
     write_sphere_dataset(tmp_path / "d", n_train=5, n_test=2, width=8, height=8, aabb=[[-1, -2, -1], [1, 2, 1]])
     result = trainer("info", tmp_path / "d", "--json")

@@ -239,7 +239,7 @@ class Trainer:
         self.step = 0
         self.stage = 0
         self.elapsed = 0.0
-        self.stages: list[dict[str, Any]] = []
+        self.stages: list[dict[str, Any]] = [self._stage_entry(self.grid)]  # one per resolution stage
         # a prune that a structure change owes and has not yet made (the one after an upsampling): saved
         # with the checkpoint, so that a run cancelled during it makes it on resuming
         self.pending_prune: str | None = None
@@ -247,7 +247,6 @@ class Trainer:
         self._window: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self._prune_rays_per_s: float | None = None  # the last pruning pass's speed (max_minutes estimates)
         self._next_snapshot_at = 0.0  # self.elapsed before which no snapshot falls due
-        self._new_stage_stats()
 
     # --- setup -------------------------------------------------------------------------------------
     def _strided_rays(self, views: int, height: int, width: int, stride: int) -> torch.Tensor:
@@ -267,9 +266,6 @@ class Trainer:
         k = num_coeffs(grid.sh_degree)
         grid.sh[:, ::k] += (mid_grey(grid.color_space) - 0.5) / C0
         return grid
-
-    def _new_stage_stats(self) -> None:
-        self.stages.append(self._stage_entry(self.grid))
 
     def _stage_entry(self, grid: SparseGrid) -> dict[str, Any]:
         """A fresh stats entry for the stage that `grid` starts."""
